@@ -1,0 +1,48 @@
+# isopress: every target sets up what it needs (.venv, MicroPython stubs, mosquitto).
+# `make test` and `make demo` are the two commands a newcomer needs.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+TYPINGS := typings/.installed
+PYTEST_ARGS ?=
+
+.PHONY: test demo bench fuzz soak lint deps broker clean
+
+$(INSTALLED): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "isopress needs Python >= 3.11 (found $$($(PYTHON) --version))" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=23"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+# MicroPython stubs go into their own folder (pyright's typeshed for firmware/ and
+# protocol/), never into the venv, so host code keeps CPython's typeshed.
+$(TYPINGS): constraints.txt | $(INSTALLED)
+	rm -rf typings
+	$(BIN)/python -m pip install --quiet --no-deps --target typings -c constraints.txt \
+		micropython-rp2-stubs micropython-stdlib-stubs
+	@touch $@
+
+deps: $(INSTALLED) $(TYPINGS)
+
+broker:
+	@bash tools/ensure-mosquitto.sh
+
+test: deps broker
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: $(INSTALLED)
+	$(BIN)/isopress demo
+
+bench: deps broker
+	$(BIN)/python -m bench
+
+lint: deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pyright -p pyrightconfig.json
+
+clean:
+	rm -rf $(VENV) typings build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,55 @@
+"""The ``isopress`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo()
+
+
+def _cmd_firmware_build(args: argparse.Namespace) -> int:
+    from .firmware_build import BuildError, build_bundle
+
+    out = Path(args.out) if args.out else Path("build") / f"firmware-{args.board}"
+    try:
+        files = build_bundle(args.board, out)
+    except BuildError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"built {len(files)} files for {args.board} in {out}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="isopress", description="Laboratory isostatic press: host tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run a press cycle on the virtual board and print the trace")
+    demo.set_defaults(func=_cmd_demo)
+
+    firmware = sub.add_parser("firmware", help="build and deploy board firmware")
+    fw_sub = firmware.add_subparsers(dest="firmware_command", required=True)
+    build = fw_sub.add_parser("build", help="compile the firmware bundle for a board")
+    build.add_argument("--board", choices=["rp2", "esp32", "sim"], required=True)
+    build.add_argument("--out", help="output folder (default build/firmware-BOARD)")
+    build.set_defaults(func=_cmd_firmware_build)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
