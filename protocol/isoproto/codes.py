@@ -1,0 +1,225 @@
+# Numbers shared by board and host: machine states, faults, NAK reasons, event kinds,
+# reset causes. The board sends numbers; the host turns them into words with the
+# *_NAMES / *_TEXT tables below. Numbers are part of protocol v1: never renumber, only add.
+
+try:
+    from micropython import const
+except ImportError:  # CPython: const() is only a hint to MicroPython's compiler
+    const = lambda x: x
+
+# -- machine states (TELEMETRY.state, EVENT STATE_CHANGED code) ---------------------
+ST_BOOT = const(0)
+ST_IDLE = const(1)
+ST_READY = const(2)  # a valid recipe is loaded
+ST_PRESSURISING = const(3)  # running, in a segment that raises pressure
+ST_HOLDING = const(4)  # running, in a hold segment
+ST_DEPRESSURISING = const(5)  # running, in a segment that lowers pressure (or a controlled vent)
+ST_PAUSED = const(6)  # holding the current pressure on request or interlock
+ST_COMPLETE = const(7)
+ST_FAULT = const(8)  # latched; leaving it needs the cause gone and an explicit reset
+ST_ESTOP = const(9)
+
+STATE_NAMES = (
+    "boot",
+    "idle",
+    "ready",
+    "pressurising",
+    "holding",
+    "depressurising",
+    "paused",
+    "complete",
+    "fault",
+    "estop",
+)
+
+# -- faults: bit numbers of TELEMETRY.faults (a u16 mask), EVENT FAULT_* code -------
+F_OVERPRESSURE_HW = const(0)  # hard comparator on raw ADC counts (interrupt)
+F_OVERPRESSURE_SW = const(1)  # software limit: recipe maximum plus margin
+F_RISE_RATE = const(2)
+F_FALL_RATE = const(3)
+F_TRANSDUCER_LOW = const(4)  # NAMUR NE43: <= 3.6 mA (open wire)
+F_TRANSDUCER_HIGH = const(5)  # NAMUR NE43: >= 21 mA (short)
+F_TRANSDUCER_STUCK = const(6)  # no change while the pump runs
+F_TRANSDUCER_SLEW = const(7)  # physically impossible change
+F_TRANSDUCER_MISMATCH = const(8)  # second transducer disagrees
+F_PRESSURISE_TIMEOUT = const(9)  # pump driven, pressure not rising: leak or burst bag
+F_HOLD_LEAK = const(10)  # decay in a hold faster than the threshold
+F_CLOSURE_UNLOCKED = const(11)  # vessel closure not locked
+F_ESTOP = const(12)
+F_GLOVEBOX_LOST = const(13)  # glovebox permissive lost
+F_HOST_LOST = const(14)  # no host heartbeat within the profile's timeout
+F_CONFIG_INVALID = const(15)  # bad or missing config on the board
+
+FAULT_COUNT = const(16)
+
+FAULT_NAMES = (
+    "overpressure_hw",
+    "overpressure_sw",
+    "rise_rate",
+    "fall_rate",
+    "transducer_low",
+    "transducer_high",
+    "transducer_stuck",
+    "transducer_slew",
+    "transducer_mismatch",
+    "pressurise_timeout",
+    "hold_leak",
+    "closure_unlocked",
+    "estop",
+    "glovebox_lost",
+    "host_lost",
+    "config_invalid",
+)
+
+# Words an operator in gloves can act on (host side turns fault codes into these).
+FAULT_TEXT = (
+    "over-pressure: hardware trip on the raw transducer reading",
+    "over-pressure: above the recipe maximum plus margin",
+    "pressure rising faster than the device allows",
+    "pressure falling faster than the device allows",
+    "transducer current too low (open wire?)",
+    "transducer current too high (short circuit?)",
+    "transducer reading stuck while the pump runs",
+    "transducer reading changed faster than physically possible",
+    "the two transducers disagree",
+    "pump running but pressure not rising (leak or burst bag?)",
+    "pressure decaying in a hold faster than allowed (leak?)",
+    "vessel closure not locked",
+    "emergency stop pressed",
+    "glovebox permissive lost",
+    "host heartbeat lost",
+    "board configuration missing or invalid",
+)
+
+# -- event kinds (EVENT.kind) ------------------------------------------------------
+EV_FAULT_RAISED = const(1)  # code = fault bit
+EV_FAULT_CLEARED = const(2)  # code = fault bit
+EV_STATE_CHANGED = const(3)  # code = new state, detail = previous state
+EV_SEGMENT_CHANGED = const(4)  # code = new segment index
+EV_RECIPE_LOADED = const(5)  # detail = recipe id
+EV_RUN_STARTED = const(6)  # detail = run id
+EV_RUN_ENDED = const(7)  # code = final state, detail = run id
+EV_LOOP_OVERRUN = const(8)  # detail = overrun count so far
+EV_BOOT = const(9)  # code = reset cause
+
+EVENT_NAMES = (
+    "none",
+    "fault_raised",
+    "fault_cleared",
+    "state_changed",
+    "segment_changed",
+    "recipe_loaded",
+    "run_started",
+    "run_ended",
+    "loop_overrun",
+    "boot",
+)
+
+# -- reset causes (HELLO.reset_cause, EVENT BOOT code) -----------------------------
+RESET_UNKNOWN = const(0)
+RESET_POWER_ON = const(1)
+RESET_WATCHDOG = const(2)
+RESET_SOFT = const(3)
+RESET_HARD = const(4)
+RESET_DEEPSLEEP = const(5)
+
+RESET_NAMES = ("unknown", "power_on", "watchdog", "soft", "hard", "deepsleep")
+
+# -- command results (ACK/NAK.result) and reasons (NAK.reason) ---------------------
+RESULT_OK = const(0)
+RESULT_REJECTED = const(1)  # understood, refused; nothing changed
+RESULT_ERROR = const(2)  # could not be parsed or executed; nothing changed
+
+R_NONE = const(0)
+R_UNKNOWN_COMMAND = const(1)
+R_MALFORMED = const(2)
+R_BAD_STATE = const(3)  # e.g. load while running, resume when not paused
+R_NO_RECIPE = const(4)  # start without a valid recipe
+R_RECIPE_MISMATCH = const(5)  # start names a recipe other than the loaded one
+R_TARGET_TOO_HIGH = const(6)  # above maximum working pressure (with margin below the trip)
+R_RATE_UP_TOO_HIGH = const(7)
+R_RATE_DOWN_TOO_HIGH = const(8)
+R_HOLD_TOO_LONG = const(9)
+R_NOT_FINITE = const(10)  # NaN or infinite number
+R_TOO_MANY_SEGMENTS = const(11)
+R_CAUSE_PERSISTS = const(12)  # reset while the fault's cause is still present
+R_RECIPE_INCOMPLETE = const(13)  # chunks missing
+R_BAD_SEGMENT_KIND = const(14)
+R_CHUNK_OUT_OF_RANGE = const(15)
+R_VALUE_OUT_OF_RANGE = const(16)  # negative, zero rate, limit beyond the hardware
+R_HISTORY_UNAVAILABLE = const(17)  # requested samples no longer in the ring
+R_VERSION_MISMATCH = const(18)  # protocol major differs
+R_EMPTY_RECIPE = const(19)
+R_TARGET_NEGATIVE = const(20)
+R_RATE_NOT_POSITIVE = const(21)
+R_BUSY = const(22)  # window full or chunked load in progress from another recipe
+
+REASON_NAMES = (
+    "none",
+    "unknown_command",
+    "malformed",
+    "bad_state",
+    "no_recipe",
+    "recipe_mismatch",
+    "target_too_high",
+    "rate_up_too_high",
+    "rate_down_too_high",
+    "hold_too_long",
+    "not_finite",
+    "too_many_segments",
+    "cause_persists",
+    "recipe_incomplete",
+    "bad_segment_kind",
+    "chunk_out_of_range",
+    "value_out_of_range",
+    "history_unavailable",
+    "version_mismatch",
+    "empty_recipe",
+    "target_negative",
+    "rate_not_positive",
+    "busy",
+)
+
+REASON_TEXT = (
+    "",
+    "the board does not know this command",
+    "the command could not be decoded",
+    "not allowed in the press's current state",
+    "no valid recipe is loaded",
+    "the recipe named does not match the loaded one",
+    "target above the maximum working pressure",
+    "ramp-up rate above the device maximum",
+    "ramp-down rate above the device maximum",
+    "hold longer than the device maximum",
+    "a number is NaN or infinite",
+    "more segments than the board holds",
+    "the fault's cause is still present",
+    "not all recipe chunks arrived",
+    "unknown segment kind",
+    "chunk index outside the recipe",
+    "value out of range",
+    "the requested samples are no longer on the board",
+    "protocol major version differs",
+    "the recipe has no segments",
+    "target pressure is negative",
+    "rate must be positive",
+    "the board is busy; retry",
+)
+
+# -- recipe segment kinds -------------------------------------------------------------
+SEG_RAMP = const(1)  # to target_mpa at rate_mpa_s (up or down by the sign of the change)
+SEG_HOLD = const(2)  # at the previous target for duration_s
+
+SEGMENT_NAMES = ("none", "ramp", "hold")
+
+# -- TELEMETRY.flags bits --------------------------------------------------------------
+FLAG_DUMP_CLOSED = const(0x01)  # dump valve energised (closed); 0 = open = safe
+FLAG_CLOSURE_LOCKED = const(0x02)
+FLAG_ESTOP_OK = const(0x04)  # e-stop released
+FLAG_GLOVEBOX_OK = const(0x08)  # glovebox permissive present
+FLAG_HOST_OK = const(0x10)  # host heartbeat current
+FLAG_HW_TRIP = const(0x20)  # hard over-pressure comparator latched
+
+# -- host-lost policies (device profile) -------------------------------------------------
+HOST_LOST_FINISH = const(0)  # finish the recipe autonomously
+HOST_LOST_DEPRESSURISE = const(1)  # depressurise at the recipe's ramp-down rate (never a dump)

@@ -1,0 +1,23 @@
+# The shared code tables: every number has a name, and names are unique.
+
+from isoproto import codes
+
+
+def test_every_state_fault_reason_and_event_has_a_name():
+    assert len(codes.STATE_NAMES) == codes.ST_ESTOP + 1
+    assert len(codes.FAULT_NAMES) == codes.FAULT_COUNT
+    assert len(codes.FAULT_TEXT) == codes.FAULT_COUNT
+    assert len(codes.REASON_NAMES) == codes.R_BUSY + 1
+    assert len(codes.REASON_TEXT) == len(codes.REASON_NAMES)
+    assert len(codes.EVENT_NAMES) == codes.EV_BOOT + 1
+    assert len(codes.RESET_NAMES) == codes.RESET_DEEPSLEEP + 1
+
+
+def test_names_are_unique():
+    for table in (codes.STATE_NAMES, codes.FAULT_NAMES, codes.REASON_NAMES, codes.EVENT_NAMES):
+        assert len(set(table)) == len(table)
+
+
+def test_faults_fit_the_telemetry_mask():
+    assert codes.FAULT_COUNT <= 16
+    assert codes.F_CONFIG_INVALID == codes.FAULT_COUNT - 1
