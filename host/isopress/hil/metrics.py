@@ -18,12 +18,13 @@ Definitions (also in docs/scenarios.md):
 - ``trip_latency_ms``: per injected fault, from its onset in the plant to the board's
   outputs being safe for that fault's reaction (see :func:`outputs_safe`). The onset is
   the injection time, except for ``pump_stuck_on`` where it is the moment the true
-  pressure reaches the profile's ``trip_mpa`` (if it ever does).
+  pressure reaches the profile's ``trip_mpa`` (see :func:`_onset`).
 - ``faults``: every fault the board raised, ``{code, t_s}``, in time order.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -197,34 +198,43 @@ def _crossing_time(rows: Sequence[TraceRow], after_s: float, level_mpa: float) -
 
 def _row_at(rows: Sequence[TraceRow], t_s: float) -> int:
     """Index of the last row at or before t_s (-1 when none)."""
-    lo, hi = 0, len(rows)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if rows[mid].t_s <= t_s:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo - 1
+    return bisect.bisect_right(rows, t_s, key=lambda r: r.t_s) - 1
 
 
-def _reactions(
-    rows: Sequence[TraceRow], scenario: Scenario, raised: list[FaultRecord]
-) -> list[FaultReaction]:
+def _first_safe(rows: Sequence[TraceRow], from_s: float, reaction: str) -> float | None:
+    """When the outputs were first safe at or after from_s (from_s itself if they were)."""
+    i = max(_row_at(rows, from_s), 0)
+    for row in rows[i:]:
+        if outputs_safe(row, reaction):
+            return max(row.t_s, from_s)
+    return None
+
+
+def _onset(rows: Sequence[TraceRow], scenario: Scenario, index: int, reaction: str) -> float:
+    """When the injected fault became a hazard in the plant.
+
+    For ``pump_stuck_on`` the hazard is over-pressure: the onset is the moment the true
+    pressure reaches the profile's trip pressure. A board that made the outputs safe
+    before that (its comparator fires on the measured pressure, which noise and the
+    trip count's rounding put slightly ahead) prevented the hazard: the onset is then
+    the moment it did so, a latency of 0. Every other fault's onset is its injection.
+    """
+    fault = scenario.faults[index]
+    if fault.kind != "pump_stuck_on":
+        return fault.t_s
+    crossing = _crossing_time(rows, fault.t_s, scenario.profile.trip_mpa)
+    safe = _first_safe(rows, fault.t_s, reaction)
+    if crossing is None:
+        return fault.t_s if safe is None else safe
+    return crossing if safe is None else min(crossing, max(safe, fault.t_s))
+
+
+def _reactions(rows: Sequence[TraceRow], scenario: Scenario, raised: list[FaultRecord]) -> list[FaultReaction]:
     out: list[FaultReaction] = []
     for index, fault in enumerate(scenario.faults):
-        onset = fault.t_s
-        if fault.kind == "pump_stuck_on":
-            crossing = _crossing_time(rows, fault.t_s, scenario.profile.trip_mpa)
-            if crossing is not None:
-                onset = crossing
         reaction = reaction_for(fault.kind, scenario)
-        safe_t: float | None = None
-        if reaction != "none":
-            i = max(_row_at(rows, onset), 0)
-            for row in rows[i:]:
-                if outputs_safe(row, reaction):
-                    safe_t = max(row.t_s, onset)
-                    break
+        onset = _onset(rows, scenario, index, reaction)
+        safe_t = None if reaction == "none" else _first_safe(rows, onset, reaction)
         detected = next((f for f in raised if f.t_s >= fault.t_s), None)
         out.append(
             FaultReaction(
