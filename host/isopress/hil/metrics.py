@@ -229,7 +229,9 @@ def _onset(rows: Sequence[TraceRow], scenario: Scenario, index: int, reaction: s
     return crossing if safe is None else min(crossing, max(safe, fault.t_s))
 
 
-def _reactions(rows: Sequence[TraceRow], scenario: Scenario, raised: list[FaultRecord]) -> list[FaultReaction]:
+def _reactions(
+    rows: Sequence[TraceRow], scenario: Scenario, raised: list[FaultRecord]
+) -> list[FaultReaction]:
     out: list[FaultReaction] = []
     for index, fault in enumerate(scenario.faults):
         reaction = reaction_for(fault.kind, scenario)

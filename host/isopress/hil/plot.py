@@ -16,6 +16,7 @@ onset in the plant to safe outputs, the latency in its title.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -125,10 +126,12 @@ def _draw_pressure(ax: Any, rows: Sequence[TraceRow], scenario: Scenario, metric
         ys = [rows[max(_row_index_at(rows, x), 0)].true_mpa for x in xs]
         ax.scatter(xs, ys, marker="v", s=40, color="#a50f15", zorder=5, label="fault raised")
         for f, y in zip(metrics.faults, ys, strict=True):
-            ax.annotate(f.code, (f.t_s, y), textcoords="offset points", xytext=(4, 6), fontsize=7, color="#a50f15")
+            ax.annotate(
+                f.code, (f.t_s, y), textcoords="offset points", xytext=(4, 6), fontsize=7, color="#a50f15"
+            )
     ax.set_ylabel("pressure (MPa)")
-    top = max(max(r.true_mpa for r in rows), max(r.setpoint_mpa for r in rows), profile.trip_mpa)
-    ax.set_ylim(bottom=min(0.0, min(r.measured_mpa for r in rows)), top=top * 1.12 + 1.0)
+    top = max([profile.trip_mpa] + [max(r.true_mpa, r.setpoint_mpa) for r in rows])
+    ax.set_ylim(bottom=min([0.0] + [r.measured_mpa for r in rows]), top=top * 1.12 + 1.0)
     ax.legend(loc="center right", fontsize=8, framealpha=0.9)
     ax.grid(alpha=0.3)
 
@@ -138,10 +141,10 @@ def _draw_error(ax: Any, rows: Sequence[TraceRow]) -> None:
     nan = float("nan")
     true_err = [r.true_mpa - r.setpoint_mpa if r.state in _RUNNING else nan for r in rows]
     meas_err = [r.measured_mpa - r.setpoint_mpa if r.state in _RUNNING else nan for r in rows]
-    ax.plot(t, meas_err, color="#9ecae1", lw=0.6, label="measured − setpoint")
-    ax.plot(t, true_err, color="#08306b", lw=1.0, label="true − setpoint")
+    ax.plot(t, meas_err, color="#9ecae1", lw=0.6, label="measured - setpoint")
+    ax.plot(t, true_err, color="#08306b", lw=1.0, label="true - setpoint")
     ax.axhline(0.0, color="#555555", lw=0.6)
-    magnitudes = sorted(abs(e) for e in true_err + meas_err if e == e)
+    magnitudes = sorted(abs(e) for e in true_err + meas_err if not math.isnan(e))
     if magnitudes:
         # Scale to the 99th percentile so one transient does not flatten the rest.
         scale = max(magnitudes[int(0.99 * (len(magnitudes) - 1))] * 1.3, 0.2)
@@ -166,7 +169,9 @@ def _draw_dump_and_state(ax: Any, rows: Sequence[TraceRow]) -> None:
     for start, end, state in _runs(rows, lambda r: r.state):
         ax.axvspan(start, end, ymin=0.0, ymax=0.45, color=_STATE_COLOURS.get(state, "#ffffff"))
         if end - start > 0.04 * span:
-            ax.text((start + end) / 2, 0.22, state, transform=ax.get_xaxis_transform(), ha="center", fontsize=7)
+            ax.text(
+                (start + end) / 2, 0.22, state, transform=ax.get_xaxis_transform(), ha="center", fontsize=7
+            )
     t = [r.t_s for r in rows]
     dump = [0.95 if r.dump_closed else 0.55 for r in rows]
     ax.step(t, dump, where="post", color="#252525", lw=1.2, transform=ax.get_xaxis_transform())
@@ -175,7 +180,7 @@ def _draw_dump_and_state(ax: Any, rows: Sequence[TraceRow]) -> None:
     ax.set_xlabel("time (s)")
 
 
-def _draw_reaction(ax: Any, rows: Sequence[TraceRow], reaction: FaultReaction) -> None:
+def _draw_reaction(ax: Any, rows: Sequence[TraceRow], reaction: FaultReaction, trip_mpa: float) -> None:
     """Zoom on one injected fault: from a little before its onset to safe outputs."""
     assert reaction.safe_t_s is not None and reaction.latency_ms is not None
     # Wide enough to show the approach, narrow enough to resolve milliseconds.
@@ -186,9 +191,13 @@ def _draw_reaction(ax: Any, rows: Sequence[TraceRow], reaction: FaultReaction) -
     window = rows[first : last + 1]
     t = [r.t_s for r in window]
     ax.step(t, [r.measured_mpa for r in window], where="post", color="#9ecae1", lw=0.9, label="measured")
-    ax.step(t, [r.true_mpa for r in window], where="post", color="#08306b", lw=1.3, label="true")
-    ax.axvspan(reaction.onset_t_s, max(reaction.safe_t_s, reaction.onset_t_s + 1e-4), color="#fb6a4a", alpha=0.5)
+    ax.plot(t, [r.true_mpa for r in window], color="#08306b", lw=1.3, label="true")  # continuous
+    ax.axvspan(
+        reaction.onset_t_s, max(reaction.safe_t_s, reaction.onset_t_s + 1e-4), color="#fb6a4a", alpha=0.5
+    )
     ax.axvline(reaction.onset_t_s, color="#cb181d", lw=0.8, ls="--")
+    if reaction.kind == "pump_stuck_on":
+        ax.axhline(trip_mpa, color="#cb181d", lw=0.8, ls=":")
     ax.set_xlim(t0, t1)
     ax.set_title(
         f"faults[{reaction.index}] {reaction.kind}\nonset {reaction.onset_t_s:.3f} s → outputs safe "
@@ -235,7 +244,7 @@ def plot_run(
         if reactions:
             zooms = grid[:, 1].subgridspec(len(reactions), 1, hspace=0.6)
             for i, reaction in enumerate(reactions):
-                _draw_reaction(fig.add_subplot(zooms[i, 0]), trace, reaction)
+                _draw_reaction(fig.add_subplot(zooms[i, 0]), trace, reaction, scenario.profile.trip_mpa)
         fig.suptitle(_title(scenario, metrics), fontsize=11)
         fig.tight_layout()
         out = Path(path)
