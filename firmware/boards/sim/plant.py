@@ -203,6 +203,7 @@ class Plant:
     # MicroPython puts a call's frame on the heap when its locals and value stack exceed
     # 11 words, and in a heap full of float garbage that allocation costs microseconds. The
     # methods below run every virtual millisecond, so each keeps its frame that small.
+    # (No @property on this class either: it makes every attribute store look up the class.)
 
     def _net_flow_ml_s(self, p: float) -> float:
         """Net flow into the vessel at pressure p with the latched inputs; sets the slow flows."""
@@ -253,10 +254,12 @@ class Plant:
             h = -p / rate
         self._valid_s = h
         h = min(h, left_s)
+        if h < 1e-9:  # at 0 MPa and falling: nothing left to move
+            h = left_s
         p += rate * h
         self.pressure_mpa = p if p > 0.0 else 0.0
         self._age_s = h
-        return h if h > 1e-9 else left_s  # at 0 MPa and falling: nothing left to move
+        return h
 
     def _advance(self, dt_s: float):
         self._commit()

@@ -32,8 +32,6 @@ _SPIKE = const(5)
 
 FAULT_KINDS = ("none", "open_wire", "short", "stuck", "drift", "spike")
 
-_TWO_PI = 6.283185307179586
-
 TRANSDUCER_DEFAULTS = {
     "range_mpa": 600.0,  # pressure at 20 mA (4 mA is 0 MPa)
     "shunt_ohm": 150.0,  # loop current -> ADC voltage
@@ -101,62 +99,96 @@ def _check_transducer(p: dict):
         raise ValueError("saturation_low_ma: must be below saturation_high_ma")
 
 
-class XorShift32:
-    """Small seeded generator (the same as plant.py's; the two models stay independent)."""
-
-    def __init__(self, seed: int):
-        s = (int(seed) * 2654435761 + 0x9E3779B9) & 0xFFFFFFFF
-        self.state = s or 0x6D2B79F5
-        for _ in range(4):
-            self.next_u32()
-
-    def next_u32(self) -> int:
-        x = self.state
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
-        self.state = x
-        return x
-
-    def uniform(self) -> float:
-        """Uniform in (0, 1]: never 0, so log() of it is safe."""
-        return self.next_u32() / 4294967296.0 + 1.0 / 8589934592.0
+_U32 = const(0xFFFFFFFF)
+_INV_2_32 = 2.3283064365386963e-10  # 1 / 2**32
+_HALF_INV_2_32 = 1.1641532182693481e-10  # keeps uniforms off 0 so log() is safe
+_TWO_PI_INV_2_32 = 1.4629180792671596e-09  # 2 pi / 2**32
 
 
 class Transducer:
-    """One 4-20 mA pressure transducer and the ADC channel that reads it."""
+    """One 4-20 mA pressure transducer and the ADC channel that reads it.
+
+    The signal is kept in ADC codes (floats) until the converter truncates it: one scale
+    factor per sample instead of a chain of unit conversions.
+    """
 
     def __init__(self, params=None, seed=1):
         p = _merge_params(params, TRANSDUCER_DEFAULTS, TRANSDUCER_RANGES, "transducer")
         _check_transducer(p)
         self.params = p
-        self._rng = XorShift32(seed)
+        # xorshift32 state, seeded so that 0, 1, 2, ... give unrelated streams; never 0.
+        self._x = ((int(seed) * 2654435761 + 0x9E3779B9) & _U32) or 0x6D2B79F5
+        for _ in range(4):
+            self._next_u32()
         self.range_mpa = p["range_mpa"]
-        self._ma_per_mpa = 16.0 / p["range_mpa"]
-        self._gain = 1.0 + p["gain_error_pct"] / 100.0
-        self._offset_mpa = p["offset_error_mpa"]
-        self._sat_low = p["saturation_low_ma"]
-        self._sat_high = p["saturation_high_ma"]
-        self._noise_ma = p["noise_pct_fs"] / 100.0 * 16.0
         bits = int(p["adc_bits"])
-        self._code_max = (1 << bits) - 1
+        self._ma_per_mpa = 16.0 / p["range_mpa"]
         self._codes_per_ma = p["shunt_ohm"] / 1000.0 / p["adc_vref_v"] * (1 << bits)
+        self._codes_per_mpa = self._ma_per_mpa * self._codes_per_ma  # of offset and drift
+        self._codes_per_true_mpa = self._codes_per_mpa * (1.0 + p["gain_error_pct"] / 100.0)
+        self._sat_low = p["saturation_low_ma"] * self._codes_per_ma
+        self._sat_high = p["saturation_high_ma"] * self._codes_per_ma
+        self._noise_codes = p["noise_pct_fs"] / 100.0 * 16.0 * self._codes_per_ma
+        self._code_max = (1 << bits) - 1
         self._shift_up = 16 - bits
         self._shift_down = 2 * bits - 16
         self._spike_rate_hz = p["spike_rate_hz"]
-        self._spike_ma = p["spike_amplitude_mpa"] * self._ma_per_mpa
+        self._spike_codes = p["spike_amplitude_mpa"] * self._codes_per_mpa
 
         self.fault = "none"
         self._fault = _NONE
         self._fixed = False  # open wire, short and stuck drive a fixed current ...
         self._fixed_ma = 0.0  # ... this one
+        self._fixed_codes = 0.0
         self.drift_mpa = 0.0  # offset accumulated by the drift fault
         self._drift_mpa_s = 0.0
+        self._zero_codes = 0.0  # the code at 0 MPa: 4 mA plus offset and drift
+        self._set_zero()
         self._to_spike_s = 0.0
-        self._spike_now = 0.0  # mA added to the next sample
+        self._spike_now = 0.0  # codes added to the next sample
         self._last_mpa = 0.0
-        self._spare = 0.0  # Box-Muller makes normals in pairs
+        self._spare = 0.0  # Box-Muller makes standard normals in pairs
         self._has_spare = False
+
+    def _set_zero(self):
+        offset_mpa = self.params["offset_error_mpa"] + self.drift_mpa
+        self._zero_codes = 4.0 * self._codes_per_ma + offset_mpa * self._codes_per_mpa
+
+    # -- random numbers ------------------------------------------------------------------
+    def _next_u32(self) -> int:
+        x = self._x
+        x ^= (x << 13) & _U32
+        x ^= x >> 17
+        x ^= (x << 5) & _U32
+        self._x = x
+        return x
+
+    def _uniform(self) -> float:
+        """Uniform in (0, 1): never 0, so log() of it is safe."""
+        return self._next_u32() * _INV_2_32 + _HALF_INV_2_32
+
+    def _normal_pair(self) -> float:
+        # Box-Muller with xorshift32 inlined: returns one normal and keeps the other.
+        x = self._x
+        x ^= (x << 13) & _U32
+        x ^= x >> 17
+        x ^= (x << 5) & _U32
+        r = math.sqrt(-2.0 * math.log(x * _INV_2_32 + _HALF_INV_2_32))
+        x ^= (x << 13) & _U32
+        x ^= x >> 17
+        x ^= (x << 5) & _U32
+        self._x = x
+        a = x * _TWO_PI_INV_2_32
+        self._spare = r * math.sin(a)
+        self._has_spare = True
+        return r * math.cos(a)
+
+    def gauss(self) -> float:
+        """One standard normal sample (Box-Muller; MicroPython's random has no gauss)."""
+        if self._has_spare:
+            self._has_spare = False
+            return self._spare
+        return self._normal_pair()
 
     # -- faults ------------------------------------------------------------------------
     def set_fault(self, kind, value=0.0, rate_hz=0.0):
@@ -178,6 +210,9 @@ class Transducer:
         if kind == "spike" and (value < 0.0 or rate_hz < 0.0):
             raise ValueError("value: spike amplitude and rate must not be negative")
         code = FAULT_KINDS.index(kind)
+        self.drift_mpa = 0.0
+        self._drift_mpa_s = 0.0
+        self._set_zero()
         if code == _OPEN_WIRE:
             self._fixed_ma = 0.0
         elif code == _SHORT:
@@ -187,13 +222,12 @@ class Transducer:
         elif code == _DRIFT:
             self._drift_mpa_s = value
         elif code == _SPIKE:
-            self._spike_ma = (value if value > 0.0 else self.params["spike_amplitude_mpa"]) * self._ma_per_mpa
+            amplitude_mpa = value if value > 0.0 else self.params["spike_amplitude_mpa"]
+            self._spike_codes = amplitude_mpa * self._codes_per_mpa
             self._spike_rate_hz = rate_hz if rate_hz > 0.0 else self.params["spike_rate_hz"]
             self._to_spike_s = 0.0
             self._draw_next_spike()
-        if code != _DRIFT:
-            self.drift_mpa = 0.0
-            self._drift_mpa_s = 0.0
+        self._fixed_codes = self._fixed_ma * self._codes_per_ma
         self._spike_now = 0.0
         self.fault = kind
         self._fault = code
@@ -201,17 +235,18 @@ class Transducer:
 
     def _draw_next_spike(self):
         # Exponential waiting time: spikes arrive as a Poisson process.
-        self._to_spike_s += -math.log(self._rng.uniform()) / self._spike_rate_hz
+        self._to_spike_s += -math.log(self._uniform()) / self._spike_rate_hz
 
     def _arm_spike(self):
-        sign = 1.0 if self._rng.next_u32() & 1 else -1.0
-        self._spike_now = sign * self._spike_ma
+        sign = 1.0 if self._next_u32() & 1 else -1.0
+        self._spike_now = sign * self._spike_codes
         self._draw_next_spike()
 
     def advance(self, dt_s):
         """Let dt_s pass: the drift grows, spikes come due."""
         if self._fault == _DRIFT:
             self.drift_mpa += self._drift_mpa_s * dt_s
+            self._zero_codes += self._drift_mpa_s * dt_s * self._codes_per_mpa
         elif self._fault == _SPIKE:
             self._to_spike_s -= dt_s
             if self._to_spike_s <= 0.0:
@@ -219,32 +254,19 @@ class Transducer:
 
     # -- signal --------------------------------------------------------------------------
     def _healthy_ma(self, pressure_mpa: float) -> float:
-        ma = 4.0 + (pressure_mpa * self._gain + self._offset_mpa + self.drift_mpa) * self._ma_per_mpa
-        if ma < self._sat_low:
-            return self._sat_low
-        return ma if ma < self._sat_high else self._sat_high
+        ma = (self._zero_codes + pressure_mpa * self._codes_per_true_mpa) / self._codes_per_ma
+        lo = self.params["saturation_low_ma"]
+        hi = self.params["saturation_high_ma"]
+        if ma < lo:
+            return lo
+        return ma if ma < hi else hi
 
     def current_ma(self, true_pressure_mpa) -> float:
         """Loop current (mA) at this pressure, faults included, noise and spikes not."""
         self._last_mpa = true_pressure_mpa
         if self._fixed:
             return self._fixed_ma
-        # _healthy_ma() inlined: this runs every virtual millisecond.
-        ma = 4.0 + (true_pressure_mpa * self._gain + self._offset_mpa + self.drift_mpa) * self._ma_per_mpa
-        if ma < self._sat_low:
-            return self._sat_low
-        return ma if ma < self._sat_high else self._sat_high
-
-    def gauss(self) -> float:
-        """One standard normal sample (Box-Muller; MicroPython's random has no gauss)."""
-        if self._has_spare:
-            self._has_spare = False
-            return self._spare
-        r = math.sqrt(-2.0 * math.log(self._rng.uniform()))
-        a = _TWO_PI * self._rng.uniform()
-        self._spare = r * math.sin(a)
-        self._has_spare = True
-        return r * math.cos(a)
+        return self._healthy_ma(true_pressure_mpa)
 
     def counts(self, current_ma: float) -> int:
         """The ADC's reading of a loop current, on the read_u16 scale (no noise)."""
@@ -257,17 +279,25 @@ class Transducer:
 
     def read_u16(self, true_pressure_mpa) -> int:
         """One ADC sample at this pressure: faults, noise, spikes, quantisation."""
-        # counts() and the spare normal are inlined: this runs every virtual millisecond.
-        if self._noise_ma == 0.0:
-            ma = 0.0
-        elif self._has_spare:
-            self._has_spare = False
-            ma = self._spare
+        # current_ma() and counts() inlined, in codes: this runs every virtual millisecond.
+        self._last_mpa = true_pressure_mpa
+        if self._fixed:
+            x = self._fixed_codes
         else:
-            ma = self.gauss()
-        ma = self.current_ma(true_pressure_mpa) + self._noise_ma * ma + self._spike_now
-        self._spike_now = 0.0
-        code = int(ma * self._codes_per_ma)
+            x = self._zero_codes + true_pressure_mpa * self._codes_per_true_mpa
+            if x < self._sat_low:
+                x = self._sat_low
+            elif x > self._sat_high:
+                x = self._sat_high
+        if self._has_spare:
+            self._has_spare = False
+            x += self._noise_codes * self._spare
+        elif self._noise_codes != 0.0:
+            x += self._noise_codes * self._normal_pair()
+        if self._spike_now != 0.0:
+            x += self._spike_now
+            self._spike_now = 0.0
+        code = int(x)
         if code < 0:
             code = 0
         elif code > self._code_max:
