@@ -131,7 +131,10 @@ def _draw_pressure(ax: Any, rows: Sequence[TraceRow], scenario: Scenario, metric
             )
     ax.set_ylabel("pressure (MPa)")
     top = max([profile.trip_mpa] + [max(r.true_mpa, r.setpoint_mpa) for r in rows])
-    ax.set_ylim(bottom=min([0.0] + [r.measured_mpa for r in rows]), top=top * 1.12 + 1.0)
+    # A failed transducer can read far below zero (0 mA is -150 MPa): let it leave the panel
+    # rather than squash the run; the close-ups show the full reading.
+    lowest = min([0.0] + [r.measured_mpa for r in rows])
+    ax.set_ylim(bottom=max(lowest, -0.05 * top) - 1.0, top=top * 1.12 + 1.0)
     ax.legend(loc="center right", fontsize=8, framealpha=0.9)
     ax.grid(alpha=0.3)
 
