@@ -1,0 +1,524 @@
+# The reliability layer: pure logic, no I/O, time handed in as integer milliseconds.
+#
+# CommandSender (host): numbers commands (u16, wrapping), keeps at most `window` of them
+# unacknowledged, retransmits on timeout with an RFC 6298 retransmission timer, and
+# reports every command's outcome (ACK, NAK, or FAILED after max_tries: never a silent
+# drop).
+#
+# CommandReceiver (board): executes commands strictly in order, each sequence number once;
+# a duplicate gets the original reply frame again, byte for byte; a command from the
+# future (one before it was lost) is dropped unanswered and the sender goes back to it
+# (go-back-N).
+#
+# SequenceTracker (host): follows a 32-bit sample or event sequence, keeps the missing
+# ranges, asks for them (REQUEST_HISTORY values), fills them from HISTORY and counts what
+# the board no longer holds as lost.
+
+from isoproto import catalog, codec, framing
+from isoproto.codes import RESULT_OK
+from isoproto.errors import ProtocolError
+from isoproto.seqnum import seq16_add, seq16_diff, seq32_add, seq32_diff
+
+# CommandOutcome.status
+OUTCOME_ACK = 0  # executed, ACK received
+OUTCOME_NAK = 1  # refused or failed on the board, NAK received; nothing changed
+OUTCOME_FAILED = 2  # no reply: the board may or may not have executed it
+
+OUTCOME_NAMES = ("ack", "nak", "failed")
+
+
+class SenderBusyError(ProtocolError):
+    """The command queue is full; nothing was queued."""
+
+
+class CommandOutcome:
+    """What became of one command."""
+
+    __slots__ = ("msg_id", "reason", "reply", "rtt_ms", "seq", "status", "tries", "values")
+
+    def __init__(self, seq, msg_id, values, status, reply, tries, rtt_ms, reason):
+        self.seq = seq  # its cmd_seq
+        self.msg_id = msg_id
+        self.values = values  # as submitted (without cmd_seq)
+        self.status = status  # OUTCOME_*
+        self.reply = reply  # ACK or NAK values (catalog order), None when FAILED
+        self.tries = tries  # transmissions
+        self.rtt_ms = rtt_ms  # first send to reply, ms (-1 when FAILED)
+        self.reason = reason  # words for FAILED, "" otherwise
+
+    def __repr__(self):
+        return "CommandOutcome(seq=%d, %s, %s, tries=%d)" % (
+            self.seq,
+            catalog.message(self.msg_id)[1],  # type: ignore[index]
+            OUTCOME_NAMES[self.status],
+            self.tries,
+        )
+
+
+class _Pending:
+    __slots__ = ("frame", "msg_id", "sent_ms", "seq", "tries", "values")
+
+    def __init__(self, seq, msg_id, values, frame):
+        self.seq = seq
+        self.msg_id = msg_id
+        self.values = values
+        self.frame = frame
+        self.sent_ms = 0
+        self.tries = 0
+
+
+class CommandSender:
+    """Host side of the command channel.
+
+    submit() queues a command and returns its cmd_seq; poll(now_ms) returns the frames to
+    write now (first sends and retransmissions); on_reply() takes each ACK/NAK. Outcomes
+    (also FAILED ones) collect in take_outcomes(). After a command failed, every command
+    behind it fails too and needs_resync is set: the session sends HELLO_HOST with
+    resync()'s next_cmd_seq, because the board waits for the lost seq forever.
+
+    Retransmission timer per RFC 6298 on the oldest unacknowledged command: SRTT/RTTVAR
+    from replies to commands sent once (Karn's rule), RTO = SRTT + 4 RTTVAR clamped to
+    rto_min_ms..rto_max_ms, doubled on every expiry, when it expires every
+    unacknowledged command is sent again (the board drops those after a lost one).
+    """
+
+    def __init__(
+        self,
+        next_seq: int = 0,
+        window: int = 4,
+        max_queue: int = 32,
+        rto_initial_ms: int = 250,
+        rto_min_ms: int = 25,
+        rto_max_ms: int = 2000,
+        max_tries: int = 8,
+        max_outcomes: int = 256,
+    ):
+        if not 1 <= window <= 1024:
+            raise ValueError("window must be 1..1024")
+        if not 0 < rto_min_ms <= rto_initial_ms <= rto_max_ms:
+            raise ValueError("need 0 < rto_min_ms <= rto_initial_ms <= rto_max_ms")
+        if max_tries < 1:
+            raise ValueError("max_tries must be >= 1")
+        self.next_seq = next_seq & 0xFFFF
+        self.window = window
+        self.max_queue = max_queue
+        self.rto_min_ms = rto_min_ms
+        self.rto_max_ms = rto_max_ms
+        self.max_tries = max_tries
+        self.max_outcomes = max_outcomes
+        self.rto_ms = rto_initial_ms
+        self.srtt_ms = -1  # no RTT sample yet
+        self.rttvar_ms = -1
+        self._srtt8 = 0  # SRTT * 8 and RTTVAR * 4 in integer ms (Jacobson's scaling)
+        self._rttvar4 = 0
+        self.needs_resync = False
+        self._queue = []  # submitted, not sent yet
+        self._inflight = []  # sent, no reply yet, in seq order
+        self._deadline = -1  # retransmission timer of the oldest in flight; -1: off
+        self._outcomes = []
+        self.sent = 0
+        self.retransmits = 0
+        self.timeouts = 0
+        self.rtt_samples = 0
+        self.stray_replies = 0
+        self.outcomes_dropped = 0
+
+    # -- host API ------------------------------------------------------------------------
+
+    @property
+    def outstanding(self) -> int:
+        """Commands submitted and not finished (queued + in flight)."""
+        return len(self._queue) + len(self._inflight)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    def submit(self, msg_id: int, values=()) -> int:
+        """Queue a command; values are its fields after cmd_seq. Returns its cmd_seq.
+
+        EncodeError for bad values and SenderBusyError for a full queue: nothing changes.
+        """
+        if not catalog.is_command(msg_id):
+            raise ProtocolError("0x%02x is not a command" % msg_id)
+        if len(self._queue) >= self.max_queue:
+            raise SenderBusyError("command queue full (%d waiting)" % len(self._queue))
+        seq = self.next_seq
+        payload = codec.encode(msg_id, (seq,) + tuple(values))
+        self._queue.append(_Pending(seq, msg_id, tuple(values), framing.frame(payload)))
+        self.next_seq = seq16_add(seq, 1)
+        return seq
+
+    def poll(self, now_ms: int) -> list:
+        """Frames to write now: retransmissions when the timer expired, then new commands
+        while the window has room. Call it after submit(), after on_reply() and whenever
+        next_deadline() has passed."""
+        out = []
+        if self._inflight and self._deadline >= 0 and now_ms - self._deadline >= 0:
+            self.timeouts += 1
+            if self._inflight[0].tries >= self.max_tries:
+                self._fail_all("no reply after %d tries" % self._inflight[0].tries)
+                self.needs_resync = True
+                return out
+            self.rto_ms = min(self.rto_ms * 2, self.rto_max_ms)
+            for p in self._inflight:  # go-back-N
+                p.tries += 1
+                out.append(p.frame)
+                self.retransmits += 1
+            self._deadline = now_ms + self.rto_ms
+        while self._queue and len(self._inflight) < self.window and not self.needs_resync:
+            p = self._queue.pop(0)
+            p.sent_ms = now_ms
+            p.tries = 1
+            self._inflight.append(p)
+            out.append(p.frame)
+            self.sent += 1
+            if self._deadline < 0:
+                self._deadline = now_ms + self.rto_ms
+        return out
+
+    def next_deadline(self) -> int:
+        """When poll() has retransmissions to do (ms), or -1 when nothing waits on a timer."""
+        return self._deadline if self._inflight else -1
+
+    def on_reply(self, msg_id: int, values, now_ms: int):
+        """Take an ACK or NAK (decoded values). Returns the command's CommandOutcome, or
+        None for a reply to nothing in flight (a duplicate or a stale reply)."""
+        if msg_id not in (catalog.ACK, catalog.NAK):
+            raise ProtocolError("on_reply takes ACK or NAK, not 0x%02x" % msg_id)
+        seq = values[0]
+        for i in range(len(self._inflight)):
+            p = self._inflight[i]
+            if p.seq == seq:
+                break
+        else:
+            self.stray_replies += 1
+            return None
+        del self._inflight[i]
+        rtt = now_ms - p.sent_ms
+        if p.tries == 1 and rtt >= 0:  # Karn: only commands sent once give RTT samples
+            self._rtt_sample(rtt)
+        # RFC 6298 5.3: a reply for data in flight restarts the timer
+        self._deadline = now_ms + self.rto_ms if self._inflight else -1
+        status = OUTCOME_ACK if msg_id == catalog.ACK and values[1] == RESULT_OK else OUTCOME_NAK
+        outcome = CommandOutcome(p.seq, p.msg_id, p.values, status, values, p.tries, rtt, "")
+        self._record(outcome)
+        return outcome
+
+    def take_outcomes(self) -> list:
+        """Outcomes since the last call, in the order they were decided."""
+        out = self._outcomes
+        self._outcomes = []
+        return out
+
+    def resync(self) -> int:
+        """The link restarts (handshake after a board reboot, or after retries ran out).
+
+        Commands in flight fail: the board may or may not have executed them. Queued
+        commands, never sent, go out after the handshake. Returns the next_cmd_seq to put
+        in HELLO_HOST.
+        """
+        for p in self._inflight:
+            self._record(CommandOutcome(p.seq, p.msg_id, p.values, OUTCOME_FAILED, None, p.tries, -1,
+                                        "link resynchronised before a reply"))
+        self._inflight = []
+        self._deadline = -1
+        self.needs_resync = False
+        return self._queue[0].seq if self._queue else self.next_seq
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _rtt_sample(self, rtt):
+        self.rtt_samples += 1
+        if self.srtt_ms < 0:
+            self._srtt8 = rtt * 8
+            self._rttvar4 = rtt * 2  # RTTVAR = R/2
+        else:
+            err = rtt - (self._srtt8 >> 3)
+            self._srtt8 += err  # SRTT += err/8
+            self._rttvar4 += abs(err) - (self._rttvar4 >> 2)  # RTTVAR += (|err| - RTTVAR)/4
+        self.srtt_ms = self._srtt8 >> 3
+        self.rttvar_ms = self._rttvar4 >> 2
+        rto = self.srtt_ms + max(1, self._rttvar4)  # SRTT + max(G, 4 RTTVAR), G = 1 ms
+        self.rto_ms = min(max(rto, self.rto_min_ms), self.rto_max_ms)
+
+    def _fail_all(self, reason):
+        for p in self._inflight + self._queue:
+            self._record(CommandOutcome(p.seq, p.msg_id, p.values, OUTCOME_FAILED, None, p.tries, -1, reason))
+        self._inflight = []
+        self._queue = []
+        self._deadline = -1
+
+    def _record(self, outcome):
+        if len(self._outcomes) >= self.max_outcomes:
+            self._outcomes.pop(0)
+            self.outcomes_dropped += 1
+        self._outcomes.append(outcome)
+
+
+# CommandReceiver.accept() verdicts
+EXECUTE = 0  # the next command: execute it, send the reply, then call executed()
+DUPLICATE = 1  # already executed: send reply_frame() again, do not execute
+DROP = 2  # ahead of the next expected (one was lost), too old, or not synced: ignore
+
+
+class CommandReceiver:
+    """Board side of the command channel; preallocated, nothing allocated per command.
+
+    Keeps the reply frames of the last `window` commands in one bytearray ring so a
+    duplicate is answered with the original bytes. Before the first HELLO_HOST it is not
+    synced and drops every command (the host must handshake first).
+    """
+
+    def __init__(self, window: int = 8, reply_size: int = framing.MAX_FRAME):
+        self.window = window
+        self.reply_size = reply_size
+        self._replies = bytearray(window * reply_size)
+        self._lens = bytearray(window) if reply_size < 256 else [0] * window
+        self._seqs = [0] * window
+        self._next_slot = 0
+        self.expected = 0
+        self.synced = False
+        self.executed_count = 0
+        self.duplicates = 0
+        self.ahead_drops = 0
+        self.stale_drops = 0
+        self.unsynced_drops = 0
+
+    def reset(self, next_seq: int):
+        """HELLO_HOST: the host's next command will carry next_seq; forget older replies."""
+        self.expected = next_seq & 0xFFFF
+        for i in range(self.window):
+            self._lens[i] = 0
+        self.synced = True
+
+    def accept(self, seq: int) -> int:
+        """EXECUTE, DUPLICATE or DROP for a command carrying cmd_seq seq."""
+        if not self.synced:
+            self.unsynced_drops += 1
+            return DROP
+        d = seq16_diff(seq, self.expected)
+        if d == 0:
+            return EXECUTE
+        if d > 0:
+            self.ahead_drops += 1
+            return DROP
+        if -d <= self.window and self._slot_of(seq) >= 0:
+            self.duplicates += 1
+            return DUPLICATE
+        self.stale_drops += 1
+        return DROP
+
+    def executed(self, seq: int, frame, n: int):
+        """Record the reply frame[0:n] sent for seq (the command accept() said EXECUTE to)
+        and move on to the next seq."""
+        if seq != self.expected:
+            raise ProtocolError("executed(%d) but %d is the next command" % (seq, self.expected))
+        if n > self.reply_size:
+            raise ProtocolError("reply of %d bytes, the ring holds %d" % (n, self.reply_size))
+        slot = self._next_slot
+        base = slot * self.reply_size
+        replies = self._replies
+        for i in range(n):
+            replies[base + i] = frame[i]
+        self._lens[slot] = n
+        self._seqs[slot] = seq
+        self._next_slot = (slot + 1) % self.window
+        self.expected = seq16_add(seq, 1)
+        self.executed_count += 1
+
+    def reply_frame(self, seq: int):
+        """(buffer, offset, length) of the reply sent for seq; length 0 when not held."""
+        slot = self._slot_of(seq)
+        if slot < 0:
+            return self._replies, 0, 0
+        return self._replies, slot * self.reply_size, self._lens[slot]
+
+    def _slot_of(self, seq):
+        for i in range(self.window):
+            if self._lens[i] and self._seqs[i] == seq:
+                return i
+        return -1
+
+
+class SequenceTracker:
+    """Host side of one board sequence (samples or events): finds gaps and fills them.
+
+    observe(seq) for every live record (False: a duplicate, drop it); note_latest(seq)
+    when HEARTBEAT or HELLO names the board's newest seq (a lost record at the end of a
+    stream shows up there); requests(now_ms) for the REQUEST_HISTORY values to send;
+    on_backfill(seq) for every HISTORY record; history_done(...) after each HISTORY chunk.
+
+    At most max_ranges missing ranges are kept: when a new gap would exceed that, the
+    oldest range is given up and its records counted as lost. A seq more than `horizon`
+    older than the newest means the board restarted its sequence: everything missing is
+    lost and tracking restarts there.
+    """
+
+    def __init__(
+        self,
+        stream: int = catalog.STREAM_SAMPLES,
+        max_ranges: int = 32,
+        max_request: int = 8,
+        retry_ms: int = 1000,
+        max_requests: int = 2,
+        horizon: int = 0x10000,
+    ):
+        self.stream = stream
+        self.max_ranges = max_ranges
+        self.max_request = max_request
+        self.retry_ms = retry_ms
+        self.max_requests = max_requests
+        self.horizon = horizon
+        self.latest = -1  # newest seq seen; -1: nothing yet
+        self._ranges = []  # [first, count, requested_ms (-1: not asked)], oldest first
+        self.received = 0
+        self.duplicates = 0
+        self.gaps = 0
+        self.backfilled = 0
+        self.lost = 0
+        self.restarts = 0
+        self.ranges_dropped = 0
+
+    @property
+    def missing(self) -> int:
+        """Records currently missing (not yet backfilled, not given up)."""
+        n = 0
+        for r in self._ranges:
+            n += r[1]
+        return n
+
+    def missing_ranges(self) -> list:
+        """[(first_seq, count), ...], oldest first."""
+        return [(r[0], r[1]) for r in self._ranges]
+
+    def reset(self, latest: int = -1):
+        """Start over (a new board session): what was missing is lost."""
+        self.lost += self.missing
+        self._ranges = []
+        self.latest = latest
+
+    def observe(self, seq: int) -> bool:
+        """A live record with sequence seq arrived. False: duplicate, drop it."""
+        if self.latest < 0:
+            self.latest = seq
+            self.received += 1
+            return True
+        d = seq32_diff(seq, self.latest)
+        if d > 0:
+            if d > 1:
+                self.gaps += 1
+                self._add_range(seq32_add(self.latest, 1), d - 1)
+            self.latest = seq
+            self.received += 1
+            return True
+        if -d > self.horizon:
+            self.restarts += 1
+            self.reset(seq)
+            self.received += 1
+            return True
+        if self._fill(seq):
+            self.received += 1
+            return True
+        self.duplicates += 1
+        return False
+
+    def note_latest(self, seq: int):
+        """The board says its newest record is seq (HEARTBEAT, HELLO)."""
+        if self.latest < 0:
+            self.latest = seq  # tracking starts at the board's present
+            return
+        d = seq32_diff(seq, self.latest)
+        if d > 0:
+            self.gaps += 1
+            self._add_range(seq32_add(self.latest, 1), d)
+            self.latest = seq
+        elif -d > self.horizon:
+            self.restarts += 1
+            self.reset(seq)
+
+    def on_backfill(self, seq: int) -> bool:
+        """A HISTORY record with sequence seq. False: not missing (duplicate), drop it."""
+        if self._fill(seq):
+            self.backfilled += 1
+            return True
+        self.duplicates += 1
+        return False
+
+    def history_done(self, first_seq: int, count: int, oldest_seq: int, last_chunk: bool):
+        """After the records of one HISTORY chunk: what is older than oldest_seq is gone
+        (lost); after the last chunk the range continues to be asked for at once."""
+        self.forget_before(oldest_seq)
+        if last_chunk:
+            end = seq32_add(first_seq, count)
+            for r in self._ranges:
+                if r[2] >= 0 and seq32_diff(r[0], end) <= 0:
+                    r[2] = -1
+
+    def forget_before(self, oldest_seq: int):
+        """The board holds nothing older than oldest_seq: count older missing records lost."""
+        keep = []
+        for r in self._ranges:
+            behind = seq32_diff(oldest_seq, r[0])
+            if behind <= 0:
+                keep.append(r)
+            elif behind >= r[1]:
+                self.lost += r[1]
+            else:
+                self.lost += behind
+                keep.append([oldest_seq, r[1] - behind, r[2]])
+        self._ranges = keep
+
+    def give_up(self, first_seq: int, count: int):
+        """Stop asking for first_seq .. first_seq+count-1 (e.g. NAK history_unavailable)."""
+        for i in range(count):
+            if self._fill(seq32_add(first_seq, i)):
+                self.lost += 1
+
+    def requests(self, now_ms: int) -> list:
+        """[(stream, from_seq, count), ...] to send as REQUEST_HISTORY now: the head of each
+        missing range not asked for (or asked retry_ms ago), at most max_requests of them,
+        each at most max_request records (what one HISTORY frame holds)."""
+        out = []
+        asked = 0
+        for r in self._ranges:
+            if r[2] >= 0 and now_ms - r[2] < self.retry_ms:
+                asked += 1
+        for r in self._ranges:
+            if asked >= self.max_requests:
+                break
+            if r[2] < 0 or now_ms - r[2] >= self.retry_ms:
+                r[2] = now_ms
+                out.append((self.stream, r[0], min(r[1], self.max_request)))
+                asked += 1
+        return out
+
+    def _add_range(self, first, count):
+        if len(self._ranges) >= self.max_ranges:
+            dropped = self._ranges.pop(0)
+            self.lost += dropped[1]
+            self.ranges_dropped += 1
+        self._ranges.append([first, count, -1])
+
+    def _fill(self, seq):
+        ranges = self._ranges
+        for i in range(len(ranges)):
+            r = ranges[i]
+            k = seq32_diff(seq, r[0])
+            if 0 <= k < r[1]:
+                if r[1] == 1:
+                    del ranges[i]
+                elif k == 0:
+                    r[0] = seq32_add(r[0], 1)
+                    r[1] -= 1
+                elif k == r[1] - 1:
+                    r[1] -= 1
+                else:
+                    ranges.insert(i + 1, [seq32_add(seq, 1), r[1] - k - 1, r[2]])
+                    r[1] = k
+                    if len(ranges) > self.max_ranges:
+                        dropped = ranges.pop(0)
+                        self.lost += dropped[1]
+                        self.ranges_dropped += 1
+                return True
+        return False

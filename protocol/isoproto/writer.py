@@ -1,0 +1,135 @@
+# The board's transmit side: every frame is built in two preallocated buffers, `payload`
+# (MAX_PAYLOAD + 2 for the CRC) and `frame` (MAX_FRAME). Each method returns the frame's
+# length: write frame[0:length] to the port before the next call. The telemetry, event,
+# heartbeat, ACK, NAK and history methods allocate nothing; message() (any catalog
+# message, through the generic codec) allocates a little and suits rare messages.
+
+import struct
+
+from isoproto import catalog, codec
+from isoproto.framing import MAX_FRAME, MAX_PAYLOAD, frame_into
+from isoproto.history import HISTORY_HEADER_SIZE
+from isoproto.samples import (
+    EVENT_BODY_SIZE,
+    EVENT_PAYLOAD_SIZE,
+    SAMPLE_BODY_SIZE,
+    TELEMETRY_PAYLOAD_SIZE,
+    pack_event_payload_into,
+    pack_telemetry_into,
+)
+
+
+class FrameWriter:
+    def __init__(self):
+        self.payload = bytearray(MAX_PAYLOAD + 2)
+        self.frame = bytearray(MAX_FRAME)
+
+    def _finish(self, n: int) -> int:
+        return frame_into(self.frame, 0, self.payload, n)
+
+    def telemetry(
+        self,
+        seq: int,
+        board_ms: int,
+        pressure_mpa: float,
+        setpoint_mpa: float,
+        pump_duty: int,
+        vent_duty: int,
+        faults: int,
+        state: int,
+        flags: int,
+        segment: int,
+        run_id: int,
+    ) -> int:
+        n = pack_telemetry_into(
+            self.payload,
+            0,
+            seq,
+            board_ms,
+            pressure_mpa,
+            setpoint_mpa,
+            pump_duty,
+            vent_duty,
+            faults,
+            state,
+            flags,
+            segment,
+            run_id,
+        )
+        return self._finish(n)
+
+    def telemetry_from(self, body, offset: int) -> int:
+        """TELEMETRY from a stored 27-byte sample body (the history ring's)."""
+        p = self.payload
+        p[0] = catalog.TELEMETRY
+        for i in range(SAMPLE_BODY_SIZE):
+            p[1 + i] = body[offset + i]
+        return self._finish(TELEMETRY_PAYLOAD_SIZE)
+
+    def event(
+        self,
+        event_seq: int,
+        sample_seq: int,
+        board_ms: int,
+        kind: int,
+        code: int,
+        detail: int,
+        value: float,
+    ) -> int:
+        pack_event_payload_into(self.payload, 0, event_seq, sample_seq, board_ms, kind, code, detail, value)
+        return self._finish(EVENT_PAYLOAD_SIZE)
+
+    def event_from(self, body, offset: int) -> int:
+        """EVENT from a stored 22-byte event body."""
+        p = self.payload
+        p[0] = catalog.EVENT
+        for i in range(EVENT_BODY_SIZE):
+            p[1 + i] = body[offset + i]
+        return self._finish(EVENT_PAYLOAD_SIZE)
+
+    def heartbeat(self, board_ms: int, state: int, latest_sample_seq: int, latest_event_seq: int) -> int:
+        struct.pack_into(
+            "<BIBII", self.payload, 0, catalog.HEARTBEAT, board_ms, state, latest_sample_seq, latest_event_seq
+        )
+        return self._finish(14)
+
+    def ack(self, cmd_seq: int, result: int, value: int = 0) -> int:
+        struct.pack_into("<BHBI", self.payload, 0, catalog.ACK, cmd_seq, result, value)
+        return self._finish(8)
+
+    def nak(self, cmd_seq: int, result: int, reason: int, detail: int = 0, problems=()) -> int:
+        """NAK; problems: (reason, segment index) pairs, at most 120."""
+        count = min(len(problems), (MAX_PAYLOAD - 8) // 2)
+        p = self.payload
+        struct.pack_into("<BHBBHB", p, 0, catalog.NAK, cmd_seq, result, reason, detail, count)
+        for i in range(count):
+            p[8 + 2 * i] = problems[i][0]
+            p[9 + 2 * i] = problems[i][1]
+        return self._finish(8 + 2 * count)
+
+    def history(self, ring, stream: int, first_seq: int, count: int, last: bool) -> int:
+        """HISTORY with ring's records first_seq .. first_seq+count-1; stops early at a
+        record the ring no longer holds (the header's count says how many went)."""
+        size = ring.record_size
+        p = self.payload
+        o = HISTORY_HEADER_SIZE
+        src = ring.buf
+        seq = first_seq
+        sent = 0
+        while sent < count and o + size <= MAX_PAYLOAD:
+            at = ring.offset_of(seq)
+            if at < 0:
+                break
+            for i in range(size):
+                p[o + i] = src[at + i]
+            o += size
+            sent += 1
+            seq = (seq + 1) & 0xFFFFFFFF
+        struct.pack_into(
+            "<BBIIBBB", p, 0, catalog.HISTORY, stream, first_seq, ring.oldest, 1 if last else 0, sent, size
+        )
+        return self._finish(o)
+
+    def message(self, msg_id: int, values) -> int:
+        """Any catalog message (HELLO, PROFILE, ...) through the generic codec."""
+        return self._finish(codec.encode_into(self.payload, 0, msg_id, values))
