@@ -300,6 +300,12 @@ def message_id(name: str) -> int:
     raise KeyError(name)
 
 
+def message_name(msg_id: int) -> str:
+    """The name of msg_id, or "0x.." for an id not in this catalog."""
+    entry = message(msg_id)
+    return entry[1] if entry is not None else "0x%02x" % msg_id
+
+
 def record(name: str):
     """The field tuple of a record type (RECORDS), or None."""
     for entry in RECORDS:

@@ -61,7 +61,7 @@ def decode(block) -> bytes:
     i = 0
     while i < n:
         code = out[i]
-        if code == 0 or code == 0xFF:
+        if code in (0, 0xFF):
             raise FrameError("COBS code byte 0x%02x at %d" % (code, i))
         out[i] = 0
         i += code

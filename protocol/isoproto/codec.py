@@ -104,14 +104,17 @@ def fields(msg_id: int) -> tuple:
 # -- encoding -------------------------------------------------------------------------
 
 
+def _not_finite(x) -> bool:
+    return x != x or x in (float("inf"), float("-inf"))  # noqa: PLR0124 (NaN test without math)
+
+
 def _check_scalar(what, ftype, value):
     spec = _SCALARS[ftype]
     if spec[3] is None:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise EncodeError("%s: %r is not a number" % (what, value))
-        if -_F32_OVERFLOW < value < _F32_OVERFLOW or value != value:
-            return
-        if value in (float("inf"), float("-inf")):
+        # NaN and the infinities pack as themselves; finite values must round to a finite f32
+        if -_F32_OVERFLOW < value < _F32_OVERFLOW or _not_finite(value):
             return
         raise EncodeError("%s: %r does not fit f32 (|value| < 3.4e38)" % (what, value))
     if not isinstance(value, int) or isinstance(value, bool):
@@ -312,17 +315,17 @@ def _body_fields(msg_id, values):
     if msg_id != catalog.HISTORY:
         return None
     if values[0] == catalog.STREAM_SAMPLES:
-        return catalog.message(catalog.TELEMETRY)[4]  # type: ignore[index]
+        return fields(catalog.TELEMETRY)
     if values[0] == catalog.STREAM_EVENTS:
-        return catalog.message(catalog.EVENT)[4]  # type: ignore[index]
+        return fields(catalog.EVENT)
     return None
 
 
 def decode_dict(payload, length: int = -1):
     """(message name, {field: value}); records as dicts, HISTORY bodies as dicts."""
     msg_id, values = decode(payload, length)
-    entry = catalog.message(msg_id)
-    flds = entry[4]  # type: ignore[index]
+    entry = _plan(msg_id)[0]
+    flds = entry[4]
     out = {}
     for k in range(len(flds)):
         fname, ftype = flds[k][0], flds[k][1]
@@ -331,15 +334,15 @@ def decode_dict(payload, length: int = -1):
             if ftype == "body[]":
                 body_fields = _body_fields(msg_id, values)
                 if body_fields is not None:
-                    fmt, size = _scalar_format(body_fields, entry[1])  # type: ignore[index]
+                    fmt, size = _scalar_format(body_fields, entry[1])
                     for b in value:
                         if len(b) < size:
-                            raise DecodeError("%s.records: body of %d bytes, needs %d" % (entry[1], len(b), size))  # type: ignore[index]
+                            raise DecodeError("HISTORY.records: body of %d bytes, needs %d" % (len(b), size))
                     value = [_named(body_fields, struct.unpack_from(fmt, b, 0)) for b in value]
             else:
                 value = [_named(catalog.record(ftype[:-2]), rec) for rec in value]
         out[fname] = value
-    return entry[1], out  # type: ignore[index]
+    return entry[1], out
 
 
 def _named(rec_fields, rec):
@@ -407,7 +410,7 @@ def _pack_body(what, body_fields, body):
         return body
     rec = _positional(what, body_fields, body)
     _check_record(what, body_fields, rec)
-    fmt, size = _scalar_format(body_fields, what)
+    fmt, _size = _scalar_format(body_fields, what)
     return struct.pack(fmt, *rec)
 
 

@@ -11,8 +11,15 @@
 import hashlib
 import struct
 
-from isoproto.codes import R_CHUNK_OUT_OF_RANGE, R_EMPTY_RECIPE, R_MALFORMED, R_NONE, R_RECIPE_HASH
-from isoproto.codes import R_RECIPE_INCOMPLETE, R_TOO_MANY_SEGMENTS
+from isoproto.codes import (
+    R_CHUNK_OUT_OF_RANGE,
+    R_EMPTY_RECIPE,
+    R_MALFORMED,
+    R_NONE,
+    R_RECIPE_HASH,
+    R_RECIPE_INCOMPLETE,
+    R_TOO_MANY_SEGMENTS,
+)
 
 SEGMENT_FORMAT = "<Bfff"
 SEGMENT_SIZE = 13
@@ -97,13 +104,14 @@ class RecipeAssembler:
         if first_index != len(self.segments) or first_index + len(segments) > total:
             self.clear()
             return R_CHUNK_OUT_OF_RANGE
+        hasher = self._hash
         one = bytearray(SEGMENT_SIZE)
         for s in segments:
             struct.pack_into(SEGMENT_FORMAT, one, 0, s[0], s[1], s[2], s[3])
-            self._hash.update(one)  # type: ignore[union-attr]
+            hasher.update(one)
             self.segments.append(tuple(s))
         if len(self.segments) == total:
-            d = self._hash.digest()  # type: ignore[union-attr]
+            d = hasher.digest()
             self._hash = None
             if ((d[0] << 24) | (d[1] << 16) | (d[2] << 8) | d[3]) != recipe_id:
                 self.clear()

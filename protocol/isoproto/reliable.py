@@ -15,6 +15,7 @@
 # the board no longer holds as lost.
 
 from isoproto import catalog, codec, framing
+from isoproto.catalog import message_name
 from isoproto.codes import RESULT_OK
 from isoproto.errors import ProtocolError
 from isoproto.seqnum import seq16_add, seq16_diff, seq32_add, seq32_diff
@@ -49,22 +50,25 @@ class CommandOutcome:
     def __repr__(self):
         return "CommandOutcome(seq=%d, %s, %s, tries=%d)" % (
             self.seq,
-            catalog.message(self.msg_id)[1],  # type: ignore[index]
+            message_name(self.msg_id),
             OUTCOME_NAMES[self.status],
             self.tries,
         )
 
 
 class _Pending:
-    __slots__ = ("frame", "msg_id", "sent_ms", "seq", "tries", "values")
+    __slots__ = ("executed", "frame", "last_sent_ms", "msg_id", "resend", "sent_ms", "seq", "tries", "values")
 
     def __init__(self, seq, msg_id, values, frame):
         self.seq = seq
         self.msg_id = msg_id
         self.values = values
         self.frame = frame
-        self.sent_ms = 0
+        self.sent_ms = 0  # first transmission (RTT samples)
+        self.last_sent_ms = 0
         self.tries = 0
+        self.resend = False  # send again at the next poll()
+        self.executed = False  # a later command's reply proved the board executed it
 
 
 class CommandSender:
@@ -78,8 +82,16 @@ class CommandSender:
 
     Retransmission timer per RFC 6298 on the oldest unacknowledged command: SRTT/RTTVAR
     from replies to commands sent once (Karn's rule), RTO = SRTT + 4 RTTVAR clamped to
-    rto_min_ms..rto_max_ms, doubled on every expiry, when it expires every
-    unacknowledged command is sent again (the board drops those after a lost one).
+    rto_min_ms..rto_max_ms. When it expires, the oldest command is sent again (5.4), the
+    RTO doubles (5.5) and no new command goes out until that one is answered: the board
+    drops everything behind a lost command, so sending more would only waste the link.
+    The board executes and answers in order, which tells the sender more than TCP's
+    timer alone: a reply to command s proves that every older command still waiting and
+    sent no later than s was executed and only its reply was lost, so those go again at
+    once (fast retransmit; the board re-sends the stored reply). And when s itself had
+    been retransmitted, the newer commands sent before that retransmission reached a
+    board that was waiting for s and dropped them: they go again at once (go-back-N).
+    Neither backs off the timer.
     """
 
     def __init__(
@@ -118,6 +130,7 @@ class CommandSender:
         self._outcomes = []
         self.sent = 0
         self.retransmits = 0
+        self.fast_retransmits = 0
         self.timeouts = 0
         self.rtt_samples = 0
         self.stray_replies = 0
@@ -161,17 +174,20 @@ class CommandSender:
                 self.needs_resync = True
                 return out
             self.rto_ms = min(self.rto_ms * 2, self.rto_max_ms)
-            for p in self._inflight:  # go-back-N
-                p.tries += 1
-                out.append(p.frame)
-                self.retransmits += 1
+            self._send(self._inflight[0], now_ms, out)
+            self.retransmits += 1
             self._deadline = now_ms + self.rto_ms
-        while self._queue and len(self._inflight) < self.window and not self.needs_resync:
+        for p in self._inflight:
+            if p.resend:
+                self._send(p, now_ms, out)
+                self.retransmits += 1
+                self.fast_retransmits += 1
+        recovering = len(self._inflight) > 0 and self._inflight[0].tries > 1
+        while self._queue and len(self._inflight) < self.window and not recovering and not self.needs_resync:
             p = self._queue.pop(0)
             p.sent_ms = now_ms
-            p.tries = 1
+            self._send(p, now_ms, out)
             self._inflight.append(p)
-            out.append(p.frame)
             self.sent += 1
             if self._deadline < 0:
                 self._deadline = now_ms + self.rto_ms
@@ -195,6 +211,14 @@ class CommandSender:
             self.stray_replies += 1
             return None
         del self._inflight[i]
+        for q in self._inflight:
+            if q.last_sent_ms - p.last_sent_ms > 0:
+                continue
+            if seq16_diff(q.seq, seq) < 0:  # older: executed, its reply was lost
+                q.resend = True
+                q.executed = True
+            elif p.tries > 1 and not p.executed:  # newer: reached a board stuck on p
+                q.resend = True
         rtt = now_ms - p.sent_ms
         if p.tries == 1 and rtt >= 0:  # Karn: only commands sent once give RTT samples
             self._rtt_sample(rtt)
@@ -218,15 +242,19 @@ class CommandSender:
         commands, never sent, go out after the handshake. Returns the next_cmd_seq to put
         in HELLO_HOST.
         """
-        for p in self._inflight:
-            self._record(CommandOutcome(p.seq, p.msg_id, p.values, OUTCOME_FAILED, None, p.tries, -1,
-                                        "link resynchronised before a reply"))
+        self._fail(self._inflight, "link resynchronised before a reply")
         self._inflight = []
         self._deadline = -1
         self.needs_resync = False
         return self._queue[0].seq if self._queue else self.next_seq
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _send(self, p, now_ms, out):
+        p.tries += 1
+        p.last_sent_ms = now_ms
+        p.resend = False
+        out.append(p.frame)
 
     def _rtt_sample(self, rtt):
         self.rtt_samples += 1
@@ -242,9 +270,12 @@ class CommandSender:
         rto = self.srtt_ms + max(1, self._rttvar4)  # SRTT + max(G, 4 RTTVAR), G = 1 ms
         self.rto_ms = min(max(rto, self.rto_min_ms), self.rto_max_ms)
 
-    def _fail_all(self, reason):
-        for p in self._inflight + self._queue:
+    def _fail(self, pending, reason):
+        for p in pending:
             self._record(CommandOutcome(p.seq, p.msg_id, p.values, OUTCOME_FAILED, None, p.tries, -1, reason))
+
+    def _fail_all(self, reason):
+        self._fail(self._inflight + self._queue, reason)
         self._inflight = []
         self._queue = []
         self._deadline = -1
@@ -358,7 +389,7 @@ class SequenceTracker:
     def __init__(
         self,
         stream: int = catalog.STREAM_SAMPLES,
-        max_ranges: int = 32,
+        max_ranges: int = 256,
         max_request: int = 8,
         retry_ms: int = 1000,
         max_requests: int = 2,
@@ -371,7 +402,8 @@ class SequenceTracker:
         self.max_requests = max_requests
         self.horizon = horizon
         self.latest = -1  # newest seq seen; -1: nothing yet
-        self._ranges = []  # [first, count, requested_ms (-1: not asked)], oldest first
+        self._ranges = []  # [first, count], oldest first
+        self._asks = []  # open requests: [first, count, sent_ms]
         self.received = 0
         self.duplicates = 0
         self.gaps = 0
@@ -396,6 +428,7 @@ class SequenceTracker:
         """Start over (a new board session): what was missing is lost."""
         self.lost += self.missing
         self._ranges = []
+        self._asks = []
         self.latest = latest
 
     def observe(self, seq: int) -> bool:
@@ -447,13 +480,11 @@ class SequenceTracker:
 
     def history_done(self, first_seq: int, count: int, oldest_seq: int, last_chunk: bool):
         """After the records of one HISTORY chunk: what is older than oldest_seq is gone
-        (lost); after the last chunk the range continues to be asked for at once."""
+        (lost); the last chunk of a reply answers the requests that start at or before
+        it (the board answers in order), so what is still missing is asked for again."""
         self.forget_before(oldest_seq)
         if last_chunk:
-            end = seq32_add(first_seq, count)
-            for r in self._ranges:
-                if r[2] >= 0 and seq32_diff(r[0], end) <= 0:
-                    r[2] = -1
+            self._asks = [a for a in self._asks if seq32_diff(a[0], first_seq) > 0]
 
     def forget_before(self, oldest_seq: int):
         """The board holds nothing older than oldest_seq: count older missing records lost."""
@@ -466,8 +497,13 @@ class SequenceTracker:
                 self.lost += r[1]
             else:
                 self.lost += behind
-                keep.append([oldest_seq, r[1] - behind, r[2]])
+                keep.append([oldest_seq, r[1] - behind])
         self._ranges = keep
+
+    def cancel_request(self, from_seq: int):
+        """A REQUEST_HISTORY from from_seq failed or was refused (NAK busy): ask again at
+        the next requests() instead of waiting retry_ms."""
+        self._asks = [a for a in self._asks if a[0] != from_seq]
 
     def give_up(self, first_seq: int, count: int):
         """Stop asking for first_seq .. first_seq+count-1 (e.g. NAK history_unavailable)."""
@@ -476,29 +512,52 @@ class SequenceTracker:
                 self.lost += 1
 
     def requests(self, now_ms: int) -> list:
-        """[(stream, from_seq, count), ...] to send as REQUEST_HISTORY now: the head of each
-        missing range not asked for (or asked retry_ms ago), at most max_requests of them,
-        each at most max_request records (what one HISTORY frame holds)."""
+        """[(stream, from_seq, count), ...] to send as REQUEST_HISTORY now.
+
+        Each request starts at the oldest missing record no open request covers and spans
+        at most max_request seqs (what one HISTORY frame holds), taking in the following
+        small gaps (records already held come again and are dropped as duplicates). At
+        most max_requests are open; one unanswered for retry_ms is asked again.
+        """
+        self._asks = [a for a in self._asks if now_ms - a[2] < self.retry_ms]
         out = []
-        asked = 0
-        for r in self._ranges:
-            if r[2] >= 0 and now_ms - r[2] < self.retry_ms:
-                asked += 1
-        for r in self._ranges:
-            if asked >= self.max_requests:
+        ranges = self._ranges
+        for i in range(len(ranges)):
+            if len(self._asks) >= self.max_requests:
                 break
-            if r[2] < 0 or now_ms - r[2] >= self.retry_ms:
-                r[2] = now_ms
-                out.append((self.stream, r[0], min(r[1], self.max_request)))
-                asked += 1
+            end = seq32_add(ranges[i][0], ranges[i][1])
+            start = self._uncovered(ranges[i][0], end)
+            while seq32_diff(end, start) > 0 and len(self._asks) < self.max_requests:
+                limit = seq32_add(start, self.max_request)
+                stop = end if seq32_diff(limit, end) >= 0 else limit
+                j = i + 1
+                while j < len(ranges) and seq32_diff(limit, ranges[j][0]) > 0:
+                    jend = seq32_add(ranges[j][0], ranges[j][1])
+                    stop = jend if seq32_diff(limit, jend) >= 0 else limit
+                    j += 1
+                count = seq32_diff(stop, start)
+                self._asks.append([start, count, now_ms])
+                out.append((self.stream, start, count))
+                start = self._uncovered(start, end)
         return out
+
+    def _uncovered(self, seq, end):
+        # the first seq from `seq` on (before end) that no open request covers
+        moved = True
+        while moved and seq32_diff(end, seq) > 0:
+            moved = False
+            for a in self._asks:
+                if 0 <= seq32_diff(seq, a[0]) < a[1]:
+                    seq = seq32_add(a[0], a[1])
+                    moved = True
+        return seq
 
     def _add_range(self, first, count):
         if len(self._ranges) >= self.max_ranges:
             dropped = self._ranges.pop(0)
             self.lost += dropped[1]
             self.ranges_dropped += 1
-        self._ranges.append([first, count, -1])
+        self._ranges.append([first, count])
 
     def _fill(self, seq):
         ranges = self._ranges
@@ -514,7 +573,7 @@ class SequenceTracker:
                 elif k == r[1] - 1:
                     r[1] -= 1
                 else:
-                    ranges.insert(i + 1, [seq32_add(seq, 1), r[1] - k - 1, r[2]])
+                    ranges.insert(i + 1, [seq32_add(seq, 1), r[1] - k - 1])
                     r[1] = k
                     if len(ranges) > self.max_ranges:
                         dropped = ranges.pop(0)

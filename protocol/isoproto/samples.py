@@ -135,7 +135,9 @@ def pack_event_payload_into(
 ) -> int:
     """Pack an EVENT payload (msg id + event body) into buf[offset:]; returns 23."""
     buf[offset] = EVENT
-    struct.pack_into(EVENT_FORMAT, buf, offset + 1, event_seq, sample_seq, board_ms, kind, code, detail, value)
+    struct.pack_into(
+        EVENT_FORMAT, buf, offset + 1, event_seq, sample_seq, board_ms, kind, code, detail, value
+    )
     return EVENT_PAYLOAD_SIZE
 
 
