@@ -14,6 +14,7 @@ from typing import Any
 
 from isoproto import catalog, codec, framing, samples
 from isoproto import codes as c
+from isoproto.recipe import profile_hash, recipe_id
 
 GOLDEN = Path(__file__).resolve().parents[1] / "dual" / "golden" / "protocol_v1.json"
 
@@ -21,6 +22,9 @@ GOLDEN = Path(__file__).resolve().parents[1] / "dual" / "golden" / "protocol_v1.
 _SAMPLE = (1234567, 3600250, 250.25, 250.5, 32768, 1024, 0, c.ST_HOLDING, 0x1F, 2, 7)
 _EVENT = (42, 1234560, 3600000, c.EV_FAULT_RAISED, c.F_HOLD_LEAK, -3, 248.75)
 _PROFILE = (400.0, 420.0, 2.0, 1.0, 3600.0, 10.0, 5000, c.HOST_LOST_DEPRESSURISE)
+_RECIPE = [(c.SEG_RAMP, 250.0, 1.0, 0.0), (c.SEG_HOLD, 0.0, 0.0, 300.0), (c.SEG_RAMP, 0.0, 0.5, 0.0)]
+_RECIPE_ID = recipe_id(_RECIPE)
+_PROFILE_HASH = profile_hash(_PROFILE)
 
 
 def _bodies(fmt: str, rows: list[tuple[Any, ...]]) -> list[bytes]:
@@ -40,7 +44,7 @@ CASES: list[tuple[str, str, tuple[Any, ...]]] = [
             "1.0.0+g1a2b3c",
             "rp2-e6614103e7",
             "rp2",
-            0xA11A56D5,
+            _PROFILE_HASH,
             "TX-0042",
             "2026-11-25",
             17,
@@ -90,13 +94,13 @@ CASES: list[tuple[str, str, tuple[Any, ...]]] = [
         "LOAD_RECIPE_CHUNK",
         (
             7,
-            0xA11A56D5,
+            _RECIPE_ID,
             3,
             0,
-            [(c.SEG_RAMP, 250.0, 1.0, 0.0), (c.SEG_HOLD, 0.0, 0.0, 300.0), (c.SEG_RAMP, 0.0, 0.5, 0.0)],
+            _RECIPE,
         ),
     ),
-    ("start", "START", (8, 0xA11A56D5)),
+    ("start", "START", (8, _RECIPE_ID)),
     ("pause", "PAUSE", (9,)),
     ("resume", "RESUME", (10,)),
     ("abort", "ABORT", (0xFFFF,)),
