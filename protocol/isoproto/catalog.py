@@ -284,7 +284,7 @@ MESSAGES = (
 )
 
 
-def message(msg_id: int):
+def message(msg_id: int) -> tuple | None:
     """The catalog entry of msg_id, or None."""
     for entry in MESSAGES:
         if entry[0] == msg_id:
@@ -306,7 +306,7 @@ def message_name(msg_id: int) -> str:
     return entry[1] if entry is not None else "0x%02x" % msg_id
 
 
-def record(name: str):
+def record(name: str) -> tuple | None:
     """The field tuple of a record type (RECORDS), or None."""
     for entry in RECORDS:
         if entry[0] == name:

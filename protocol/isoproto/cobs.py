@@ -16,7 +16,7 @@ def encoded_size(n: int) -> int:
     return n + 1
 
 
-def encode_into(src, n: int, dst, off: int) -> int:
+def encode_into(src: bytes | bytearray | memoryview, n: int, dst: bytearray, off: int) -> int:
     """COBS-encode src[0:n] into dst[off:]; returns the bytes written (n + 1)."""
     if n > MAX_BLOCK:
         raise FrameError("COBS block of %d bytes is over %d" % (n, MAX_BLOCK))
@@ -41,7 +41,7 @@ def encode_into(src, n: int, dst, off: int) -> int:
     return o - off
 
 
-def encode(data) -> bytes:
+def encode(data: bytes | bytearray | memoryview) -> bytes:
     """COBS encoding of data (no trailing delimiter)."""
     if len(data) > MAX_BLOCK:
         raise FrameError("COBS block of %d bytes is over %d" % (len(data), MAX_BLOCK))
@@ -52,7 +52,7 @@ def encode(data) -> bytes:
     return bytes(out)
 
 
-def decode(block) -> bytes:
+def decode(block: bytes | bytearray | memoryview) -> bytes:
     """The data of one COBS block (no delimiter inside); FrameError when malformed."""
     out = bytearray(block)
     n = len(out)

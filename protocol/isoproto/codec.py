@@ -43,7 +43,7 @@ _BODIES = 3  # body[]: (kind, since, index)
 _plans = {}  # msg_id -> (entry, plan), built on first use (keeps the board's RAM for used ones)
 
 
-def _scalar_format(fields, what):
+def _scalar_format(fields: tuple, what: str) -> tuple:
     fmt = "<"
     size = 0
     for f in fields:
@@ -55,7 +55,7 @@ def _scalar_format(fields, what):
     return fmt, size
 
 
-def _compile(fields, what):
+def _compile(fields: tuple, what: str) -> list:
     plan = []
     i = 0
     n = len(fields)
@@ -85,7 +85,7 @@ def _compile(fields, what):
     return plan
 
 
-def _plan(msg_id):
+def _plan(msg_id: int) -> tuple:
     got = _plans.get(msg_id)
     if got is None:
         entry = catalog.message(msg_id)
@@ -104,11 +104,11 @@ def fields(msg_id: int) -> tuple:
 # -- encoding -------------------------------------------------------------------------
 
 
-def _not_finite(x) -> bool:
+def _not_finite(x: float) -> bool:
     return x != x or x in (float("inf"), float("-inf"))  # noqa: PLR0124 (NaN test without math)
 
 
-def _check_scalar(what, ftype, value):
+def _check_scalar(what: str, ftype: str, value: object) -> None:
     spec = _SCALARS[ftype]
     if spec[3] is None:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -123,21 +123,21 @@ def _check_scalar(what, ftype, value):
         raise EncodeError("%s: %d is out of range for %s (%d..%d)" % (what, value, ftype, spec[2], spec[3]))
 
 
-def _check_record(what, rec_fields, record):
+def _check_record(what: str, rec_fields: tuple, record: object) -> None:
     if not isinstance(record, (tuple, list)) or len(record) != len(rec_fields):
         raise EncodeError("%s: a record needs %d values, got %r" % (what, len(rec_fields), record))
     for k in range(len(rec_fields)):
         _check_scalar(what + "." + rec_fields[k][0], rec_fields[k][1], record[k])
 
 
-def _check_count(what, items):
+def _check_count(what: str, items: object) -> None:
     if not isinstance(items, (tuple, list)):
         raise EncodeError("%s: needs a list, got %r" % (what, items))
     if len(items) > 255:
         raise EncodeError("%s: %d items, at most 255" % (what, len(items)))
 
 
-def _present_ops(entry, plan, values):
+def _present_ops(entry: tuple, plan: list, values: tuple | list) -> tuple:
     """The plan ops whose fields are given; checks every value; returns (ops, body size)."""
     name = entry[1]
     flds = entry[4]
@@ -193,7 +193,7 @@ def _present_ops(entry, plan, values):
     return count, size
 
 
-def encode_into(buf, offset: int, msg_id: int, values) -> int:
+def encode_into(buf: bytearray, offset: int, msg_id: int, values: tuple | list) -> int:
     """Write msg_id and its body into buf[offset:]; returns the payload length."""
     entry, plan = _plan(msg_id)
     nops, size = _present_ops(entry, plan, values)
@@ -230,7 +230,7 @@ def encode_into(buf, offset: int, msg_id: int, values) -> int:
     return off - offset
 
 
-def encode(msg_id: int, values) -> bytes:
+def encode(msg_id: int, values: tuple | list) -> bytes:
     """The payload (msg id + body) for values in catalog order."""
     entry, plan = _plan(msg_id)
     _nops, size = _present_ops(entry, plan, values)
@@ -242,11 +242,11 @@ def encode(msg_id: int, values) -> bytes:
 # -- decoding -------------------------------------------------------------------------
 
 
-def _short(name, fname, need, have):
+def _short(name: str, fname: str, need: int, have: int) -> DecodeError:
     return DecodeError("%s.%s: payload ends at byte %d, needs %d" % (name, fname, have, need))
 
 
-def decode(payload, length: int = -1):
+def decode(payload: bytes | bytearray | memoryview, length: int = -1) -> tuple:
     """(msg_id, values) of payload[0:length] (length -1: all of it)."""
     end = len(payload) if length < 0 else length
     if end < 1 or end > len(payload):
@@ -310,7 +310,7 @@ def decode(payload, length: int = -1):
 # -- the named form (host side; works on the board too, allocating freely) -------------------
 
 
-def _body_fields(msg_id, values):
+def _body_fields(msg_id: int, values: tuple | list) -> tuple | None:
     # HISTORY's bodies are TELEMETRY bodies (stream 0) or EVENT bodies (stream 1)
     if msg_id != catalog.HISTORY:
         return None
@@ -321,7 +321,7 @@ def _body_fields(msg_id, values):
     return None
 
 
-def decode_dict(payload, length: int = -1):
+def decode_dict(payload: bytes | bytearray | memoryview, length: int = -1) -> tuple:
     """(message name, {field: value}); records as dicts, HISTORY bodies as dicts."""
     msg_id, values = decode(payload, length)
     entry = _plan(msg_id)[0]
@@ -340,19 +340,26 @@ def decode_dict(payload, length: int = -1):
                             raise DecodeError("HISTORY.records: body of %d bytes, needs %d" % (len(b), size))
                     value = [_named(body_fields, struct.unpack_from(fmt, b, 0)) for b in value]
             else:
-                value = [_named(catalog.record(ftype[:-2]), rec) for rec in value]
+                value = [_named(_record_fields(ftype), rec) for rec in value]
         out[fname] = value
     return entry[1], out
 
 
-def _named(rec_fields, rec):
+def _named(rec_fields: tuple, rec: tuple | list) -> dict:
     d = {}
     for k in range(len(rec_fields)):
         d[rec_fields[k][0]] = rec[k]
     return d
 
 
-def _positional(what, rec_fields, rec):
+def _record_fields(ftype: str) -> tuple:
+    rec = catalog.record(ftype[:-2])
+    if rec is None:
+        raise EncodeError("unknown record type %s" % ftype)
+    return rec
+
+
+def _positional(what: str, rec_fields: tuple, rec: object) -> tuple:
     if isinstance(rec, dict):
         for key in rec:
             if catalog_field_index(rec_fields, key) < 0:
@@ -363,10 +370,12 @@ def _positional(what, rec_fields, rec):
                 raise EncodeError("%s: missing field %s" % (what, f[0]))
             out.append(rec[f[0]])
         return tuple(out)
-    return rec
+    if isinstance(rec, (tuple, list)):
+        return tuple(rec)
+    raise EncodeError("%s: a record is a tuple, a list or a dict, not %r" % (what, rec))
 
 
-def catalog_field_index(flds, fname) -> int:
+def catalog_field_index(flds: tuple, fname: str) -> int:
     for k in range(len(flds)):
         if flds[k][0] == fname:
             return k
@@ -399,15 +408,15 @@ def values_from_dict(name: str, named: dict) -> tuple:
                 if body_fields is not None:
                     value = [_pack_body(name + "." + fname, body_fields, b) for b in value]
             else:
-                rec_fields = catalog.record(ftype[:-2])
+                rec_fields = _record_fields(ftype)
                 value = [_positional(name + "." + fname, rec_fields, r) for r in value]
         values.append(value)
     return tuple(values)
 
 
-def _pack_body(what, body_fields, body):
+def _pack_body(what: str, body_fields: tuple, body: object) -> bytes:
     if isinstance(body, (bytes, bytearray)):
-        return body
+        return bytes(body)
     rec = _positional(what, body_fields, body)
     _check_record(what, body_fields, rec)
     fmt, _size = _scalar_format(body_fields, what)

@@ -26,7 +26,9 @@ def _build_table() -> bytearray:
     return table
 
 
-def crc16_table(data, start: int = 0, end: int = -1, crc: int = CRC_INIT) -> int:
+def crc16_table(
+    data: bytes | bytearray | memoryview, start: int = 0, end: int = -1, crc: int = CRC_INIT
+) -> int:
     """CRC of data[start:end] (end -1 = to the end), pure Python; allocates nothing after
     the first call, so the board can check frames in its preallocated buffers."""
     global _table
@@ -44,7 +46,7 @@ def crc16_table(data, start: int = 0, end: int = -1, crc: int = CRC_INIT) -> int
     return crc
 
 
-def crc16_bitwise(data, crc: int = CRC_INIT) -> int:
+def crc16_bitwise(data: bytes | bytearray | memoryview, crc: int = CRC_INIT) -> int:
     """Reference implementation straight from the definition: tests compare the others to it."""
     for byte in data:
         crc ^= byte << 8
@@ -58,7 +60,9 @@ _crc_hqx = getattr(binascii, "crc_hqx", None)
 
 if _crc_hqx is not None:  # CPython: C speed
 
-    def crc16(data, start: int = 0, end: int = -1, crc: int = CRC_INIT) -> int:
+    def crc16(
+        data: bytes | bytearray | memoryview, start: int = 0, end: int = -1, crc: int = CRC_INIT
+    ) -> int:
         """CRC-16/CCITT-FALSE of data[start:end] (end -1 = to the end)."""
         if start == 0 and end < 0:
             return _crc_hqx(data, crc)  # type: ignore[misc]

@@ -21,6 +21,6 @@ class DecodeError(ProtocolError):
 class UnknownMessageError(DecodeError):
     """The message id is not in this catalog (a newer peer's message): count and ignore it."""
 
-    def __init__(self, msg_id: int):
+    def __init__(self, msg_id: int) -> None:
         super().__init__("unknown message id 0x%02x" % msg_id)
         self.msg_id = msg_id

@@ -37,12 +37,12 @@ def frame_size(payload_len: int) -> int:
     return payload_len + OVERHEAD
 
 
-def _check_payload_len(n: int):
+def _check_payload_len(n: int) -> None:
     if n < 1 or n > MAX_PAYLOAD:
         raise FrameError("payload of %d bytes: must be 1..%d" % (n, MAX_PAYLOAD))
 
 
-def frame_into(dst, off: int, payload, n: int) -> int:
+def frame_into(dst: bytearray, off: int, payload: bytearray, n: int) -> int:
     """Frame payload[0:n] into dst[off:]; returns the frame length (n + 4).
 
     payload must have two spare bytes after n: the CRC is written there (the board's
@@ -62,7 +62,7 @@ def frame_into(dst, off: int, payload, n: int) -> int:
     return written + 1
 
 
-def frame(payload) -> bytes:
+def frame(payload: bytes | bytearray | memoryview) -> bytes:
     """The frame for one payload, delimiter included (host side: returns new bytes)."""
     n = len(payload)
     _check_payload_len(n)
@@ -81,7 +81,7 @@ class FrameDecoder:
     push() never raises for any byte content.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.buf = bytearray(_BUF)
         self.payload_len = 0
         self.frames_ok = 0
@@ -92,7 +92,7 @@ class FrameDecoder:
         self._code0 = 0
         self._discarding = False
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget a partial frame (e.g. after the port was reopened)."""
         self._n = -1
         self._discarding = False
@@ -103,7 +103,7 @@ class FrameDecoder:
         """Bytes of the current partial frame held (never more than MAX_ENCODED)."""
         return self._n + 1
 
-    def push(self, data, start: int = 0, end: int = -1) -> int:
+    def push(self, data: bytes | bytearray | memoryview, start: int = 0, end: int = -1) -> int:
         """Consume data[start:end] up to the end of the next good frame; returns the index
         after the last byte consumed (end when no good frame ended)."""
         self.payload_len = 0
@@ -161,7 +161,7 @@ class FrameDecoder:
         self.frames_ok += 1
         return True
 
-    def feed(self, data) -> list:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """All good payloads in data, as new bytes (convenience; allocates per frame)."""
         out = []
         i = 0
@@ -181,7 +181,7 @@ class StreamDecoder:
     feed() never raises for any byte content; a non-bytes argument is a FrameError.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.frames_ok = 0
         self.crc_errors = 0
         self.cobs_errors = 0
@@ -189,7 +189,7 @@ class StreamDecoder:
         self._pending = b""
         self._discarding = False
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget a partial frame (e.g. after the port was reopened)."""
         self._pending = b""
         self._discarding = False
@@ -199,7 +199,7 @@ class StreamDecoder:
         """Bytes of the current partial frame held (never more than MAX_ENCODED)."""
         return len(self._pending)
 
-    def feed(self, data) -> list:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise FrameError("feed() takes bytes, not %s" % type(data).__name__)
         if self._pending:
@@ -228,7 +228,7 @@ class StreamDecoder:
         self._pending = tail
         return out
 
-    def _decode(self, block):
+    def _decode(self, block: bytes) -> bytes | None:
         buf = bytearray(block)
         n = len(buf)
         i = 0

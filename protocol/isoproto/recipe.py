@@ -27,12 +27,12 @@ SEGMENTS_PER_CHUNK = 18  # (250 - 10 header bytes) // 13
 PROFILE_FORMAT = "<ffffffIB"
 
 
-def _digest_id(data) -> int:
+def _digest_id(data: bytes | bytearray | memoryview) -> int:
     d = hashlib.sha256(data).digest()
     return (d[0] << 24) | (d[1] << 16) | (d[2] << 8) | d[3]
 
 
-def recipe_bytes(segments) -> bytes:
+def recipe_bytes(segments: list | tuple) -> bytes:
     """Canonical bytes of segments: (kind, target_mpa, rate_mpa_s, duration_s) tuples."""
     out = bytearray(SEGMENT_SIZE * len(segments))
     for i in range(len(segments)):
@@ -41,16 +41,16 @@ def recipe_bytes(segments) -> bytes:
     return bytes(out)
 
 
-def recipe_id(segments) -> int:
+def recipe_id(segments: list | tuple) -> int:
     return _digest_id(recipe_bytes(segments))
 
 
-def profile_hash(profile_values) -> int:
+def profile_hash(profile_values: list | tuple) -> int:
     """Id of a device profile: its 8 PROFILE values in catalog order."""
     return _digest_id(struct.pack(PROFILE_FORMAT, *profile_values))
 
 
-def recipe_chunks(segments) -> list:
+def recipe_chunks(segments: list | tuple) -> list[tuple]:
     """LOAD_RECIPE_CHUNK values (without cmd_seq) for a whole recipe, in sending order."""
     rid = recipe_id(segments)
     total = len(segments)
@@ -69,7 +69,7 @@ class RecipeAssembler:
     the firmware's job, done on the complete recipe.
     """
 
-    def __init__(self, max_segments: int = 32):
+    def __init__(self, max_segments: int = 32) -> None:
         self.max_segments = max_segments
         self.segments = []
         self.recipe_id = 0
@@ -77,13 +77,13 @@ class RecipeAssembler:
         self.complete = False
         self._hash = None
 
-    def clear(self):
+    def clear(self) -> None:
         self.segments = []
         self.total = 0
         self.complete = False
         self._hash = None
 
-    def add(self, recipe_id: int, total: int, first_index: int, segments) -> int:
+    def add(self, recipe_id: int, total: int, first_index: int, segments: list | tuple) -> int:
         if total == 0:
             self.clear()
             return R_EMPTY_RECIPE

@@ -37,7 +37,17 @@ class CommandOutcome:
 
     __slots__ = ("msg_id", "reason", "reply", "rtt_ms", "seq", "status", "tries", "values")
 
-    def __init__(self, seq, msg_id, values, status, reply, tries, rtt_ms, reason):
+    def __init__(
+        self,
+        seq: int,
+        msg_id: int,
+        values: tuple,
+        status: int,
+        reply: tuple | None,
+        tries: int,
+        rtt_ms: int,
+        reason: str,
+    ) -> None:
         self.seq = seq  # its cmd_seq
         self.msg_id = msg_id
         self.values = values  # as submitted (without cmd_seq)
@@ -47,7 +57,7 @@ class CommandOutcome:
         self.rtt_ms = rtt_ms  # first send to reply, ms (-1 when FAILED)
         self.reason = reason  # words for FAILED, "" otherwise
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "CommandOutcome(seq=%d, %s, %s, tries=%d)" % (
             self.seq,
             message_name(self.msg_id),
@@ -59,7 +69,7 @@ class CommandOutcome:
 class _Pending:
     __slots__ = ("executed", "frame", "last_sent_ms", "msg_id", "resend", "sent_ms", "seq", "tries", "values")
 
-    def __init__(self, seq, msg_id, values, frame):
+    def __init__(self, seq: int, msg_id: int, values: tuple, frame: bytes) -> None:
         self.seq = seq
         self.msg_id = msg_id
         self.values = values
@@ -147,7 +157,7 @@ class CommandSender:
     def in_flight(self) -> int:
         return len(self._inflight)
 
-    def submit(self, msg_id: int, values=()) -> int:
+    def submit(self, msg_id: int, values: tuple | list = ()) -> int:
         """Queue a command; values are its fields after cmd_seq. Returns its cmd_seq.
 
         EncodeError for bad values and SenderBusyError for a full queue: nothing changes.
@@ -162,7 +172,7 @@ class CommandSender:
         self.next_seq = seq16_add(seq, 1)
         return seq
 
-    def poll(self, now_ms: int) -> list:
+    def poll(self, now_ms: int) -> list[bytes]:
         """Frames to write now: retransmissions when the timer expired, then new commands
         while the window has room. Call it after submit(), after on_reply() and whenever
         next_deadline() has passed."""
@@ -197,7 +207,7 @@ class CommandSender:
         """When poll() has retransmissions to do (ms), or -1 when nothing waits on a timer."""
         return self._deadline if self._inflight else -1
 
-    def on_reply(self, msg_id: int, values, now_ms: int):
+    def on_reply(self, msg_id: int, values: tuple | list, now_ms: int) -> CommandOutcome | None:
         """Take an ACK or NAK (decoded values). Returns the command's CommandOutcome, or
         None for a reply to nothing in flight (a duplicate or a stale reply)."""
         if msg_id not in (catalog.ACK, catalog.NAK):
@@ -225,11 +235,11 @@ class CommandSender:
         # RFC 6298 5.3: a reply for data in flight restarts the timer
         self._deadline = now_ms + self.rto_ms if self._inflight else -1
         status = OUTCOME_ACK if msg_id == catalog.ACK and values[1] == RESULT_OK else OUTCOME_NAK
-        outcome = CommandOutcome(p.seq, p.msg_id, p.values, status, values, p.tries, rtt, "")
+        outcome = CommandOutcome(p.seq, p.msg_id, p.values, status, tuple(values), p.tries, rtt, "")
         self._record(outcome)
         return outcome
 
-    def take_outcomes(self) -> list:
+    def take_outcomes(self) -> list[CommandOutcome]:
         """Outcomes since the last call, in the order they were decided."""
         out = self._outcomes
         self._outcomes = []
@@ -250,13 +260,13 @@ class CommandSender:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _send(self, p, now_ms, out):
+    def _send(self, p: _Pending, now_ms: int, out: list) -> None:
         p.tries += 1
         p.last_sent_ms = now_ms
         p.resend = False
         out.append(p.frame)
 
-    def _rtt_sample(self, rtt):
+    def _rtt_sample(self, rtt: int) -> None:
         self.rtt_samples += 1
         if self.srtt_ms < 0:
             self._srtt8 = rtt * 8
@@ -270,17 +280,17 @@ class CommandSender:
         rto = self.srtt_ms + max(1, self._rttvar4)  # SRTT + max(G, 4 RTTVAR), G = 1 ms
         self.rto_ms = min(max(rto, self.rto_min_ms), self.rto_max_ms)
 
-    def _fail(self, pending, reason):
+    def _fail(self, pending: list, reason: str) -> None:
         for p in pending:
             self._record(CommandOutcome(p.seq, p.msg_id, p.values, OUTCOME_FAILED, None, p.tries, -1, reason))
 
-    def _fail_all(self, reason):
+    def _fail_all(self, reason: str) -> None:
         self._fail(self._inflight + self._queue, reason)
         self._inflight = []
         self._queue = []
         self._deadline = -1
 
-    def _record(self, outcome):
+    def _record(self, outcome: CommandOutcome) -> None:
         if len(self._outcomes) >= self.max_outcomes:
             self._outcomes.pop(0)
             self.outcomes_dropped += 1
@@ -301,7 +311,7 @@ class CommandReceiver:
     synced and drops every command (the host must handshake first).
     """
 
-    def __init__(self, window: int = 8, reply_size: int = framing.MAX_FRAME):
+    def __init__(self, window: int = 8, reply_size: int = framing.MAX_FRAME) -> None:
         self.window = window
         self.reply_size = reply_size
         self._replies = bytearray(window * reply_size)
@@ -316,7 +326,7 @@ class CommandReceiver:
         self.stale_drops = 0
         self.unsynced_drops = 0
 
-    def reset(self, next_seq: int):
+    def reset(self, next_seq: int) -> None:
         """HELLO_HOST: the host's next command will carry next_seq; forget older replies."""
         self.expected = next_seq & 0xFFFF
         for i in range(self.window):
@@ -340,7 +350,7 @@ class CommandReceiver:
         self.stale_drops += 1
         return DROP
 
-    def executed(self, seq: int, frame, n: int):
+    def executed(self, seq: int, frame: bytes | bytearray | memoryview, n: int) -> None:
         """Record the reply frame[0:n] sent for seq (the command accept() said EXECUTE to)
         and move on to the next seq."""
         if seq != self.expected:
@@ -358,14 +368,14 @@ class CommandReceiver:
         self.expected = seq16_add(seq, 1)
         self.executed_count += 1
 
-    def reply_frame(self, seq: int):
+    def reply_frame(self, seq: int) -> tuple[bytearray, int, int]:
         """(buffer, offset, length) of the reply sent for seq; length 0 when not held."""
         slot = self._slot_of(seq)
         if slot < 0:
             return self._replies, 0, 0
         return self._replies, slot * self.reply_size, self._lens[slot]
 
-    def _slot_of(self, seq):
+    def _slot_of(self, seq: int) -> int:
         for i in range(self.window):
             if self._lens[i] and self._seqs[i] == seq:
                 return i
@@ -420,11 +430,11 @@ class SequenceTracker:
             n += r[1]
         return n
 
-    def missing_ranges(self) -> list:
+    def missing_ranges(self) -> list[tuple[int, int]]:
         """[(first_seq, count), ...], oldest first."""
         return [(r[0], r[1]) for r in self._ranges]
 
-    def reset(self, latest: int = -1):
+    def reset(self, latest: int = -1) -> None:
         """Start over (a new board session): what was missing is lost."""
         self.lost += self.missing
         self._ranges = []
@@ -456,7 +466,7 @@ class SequenceTracker:
         self.duplicates += 1
         return False
 
-    def note_latest(self, seq: int):
+    def note_latest(self, seq: int) -> None:
         """The board says its newest record is seq (HEARTBEAT, HELLO)."""
         if self.latest < 0:
             self.latest = seq  # tracking starts at the board's present
@@ -478,7 +488,7 @@ class SequenceTracker:
         self.duplicates += 1
         return False
 
-    def history_done(self, first_seq: int, count: int, oldest_seq: int, last_chunk: bool):
+    def history_done(self, first_seq: int, count: int, oldest_seq: int, last_chunk: bool) -> None:
         """After the records of one HISTORY chunk: what is older than oldest_seq is gone
         (lost); the last chunk of a reply answers the requests that start at or before
         it (the board answers in order), so what is still missing is asked for again."""
@@ -486,7 +496,7 @@ class SequenceTracker:
         if last_chunk:
             self._asks = [a for a in self._asks if seq32_diff(a[0], first_seq) > 0]
 
-    def forget_before(self, oldest_seq: int):
+    def forget_before(self, oldest_seq: int) -> None:
         """The board holds nothing older than oldest_seq: count older missing records lost."""
         keep = []
         for r in self._ranges:
@@ -500,18 +510,18 @@ class SequenceTracker:
                 keep.append([oldest_seq, r[1] - behind])
         self._ranges = keep
 
-    def cancel_request(self, from_seq: int):
+    def cancel_request(self, from_seq: int) -> None:
         """A REQUEST_HISTORY from from_seq failed or was refused (NAK busy): ask again at
         the next requests() instead of waiting retry_ms."""
         self._asks = [a for a in self._asks if a[0] != from_seq]
 
-    def give_up(self, first_seq: int, count: int):
+    def give_up(self, first_seq: int, count: int) -> None:
         """Stop asking for first_seq .. first_seq+count-1 (e.g. NAK history_unavailable)."""
         for i in range(count):
             if self._fill(seq32_add(first_seq, i)):
                 self.lost += 1
 
-    def requests(self, now_ms: int) -> list:
+    def requests(self, now_ms: int) -> list[tuple[int, int, int]]:
         """[(stream, from_seq, count), ...] to send as REQUEST_HISTORY now.
 
         Each request starts at the oldest missing record no open request covers and spans
@@ -541,7 +551,7 @@ class SequenceTracker:
                 start = self._uncovered(start, end)
         return out
 
-    def _uncovered(self, seq, end):
+    def _uncovered(self, seq: int, end: int) -> int:
         # the first seq from `seq` on (before end) that no open request covers
         moved = True
         while moved and seq32_diff(end, seq) > 0:
@@ -552,14 +562,14 @@ class SequenceTracker:
                     moved = True
         return seq
 
-    def _add_range(self, first, count):
+    def _add_range(self, first: int, count: int) -> None:
         if len(self._ranges) >= self.max_ranges:
             dropped = self._ranges.pop(0)
             self.lost += dropped[1]
             self.ranges_dropped += 1
         self._ranges.append([first, count])
 
-    def _fill(self, seq):
+    def _fill(self, seq: int) -> bool:
         ranges = self._ranges
         for i in range(len(ranges)):
             r = ranges[i]

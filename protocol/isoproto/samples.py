@@ -29,7 +29,7 @@ SEQ_FORMAT = "<I"
 
 
 def pack_sample_into(
-    buf,
+    buf: bytearray,
     offset: int,
     seq: int,
     board_ms: int,
@@ -42,7 +42,7 @@ def pack_sample_into(
     flags: int,
     segment: int,
     run_id: int,
-):
+) -> None:
     """Pack one sample body (27 bytes) into buf[offset:]. Allocates nothing.
 
     No range checks (the board's own numbers, hot path): out-of-range integers wrap on
@@ -67,7 +67,7 @@ def pack_sample_into(
 
 
 def pack_telemetry_into(
-    buf,
+    buf: bytearray,
     offset: int,
     seq: int,
     board_ms: int,
@@ -102,13 +102,13 @@ def pack_telemetry_into(
     return TELEMETRY_PAYLOAD_SIZE
 
 
-def unpack_sample(buf, offset: int = 0) -> tuple:
+def unpack_sample(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple:
     """The 11 sample values (catalog order) of the body at buf[offset:]."""
     return struct.unpack_from(SAMPLE_FORMAT, buf, offset)
 
 
 def pack_event_into(
-    buf,
+    buf: bytearray,
     offset: int,
     event_seq: int,
     sample_seq: int,
@@ -117,13 +117,13 @@ def pack_event_into(
     code: int,
     detail: int,
     value: float,
-):
+) -> None:
     """Pack one event body (22 bytes) into buf[offset:]. Allocates nothing."""
     struct.pack_into(EVENT_FORMAT, buf, offset, event_seq, sample_seq, board_ms, kind, code, detail, value)
 
 
 def pack_event_payload_into(
-    buf,
+    buf: bytearray,
     offset: int,
     event_seq: int,
     sample_seq: int,
@@ -141,12 +141,12 @@ def pack_event_payload_into(
     return EVENT_PAYLOAD_SIZE
 
 
-def unpack_event(buf, offset: int = 0) -> tuple:
+def unpack_event(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple:
     """The 7 event values (catalog order) of the body at buf[offset:]."""
     return struct.unpack_from(EVENT_FORMAT, buf, offset)
 
 
-def body_seq(buf, offset: int = 0) -> int:
+def body_seq(buf: bytes | bytearray | memoryview, offset: int = 0) -> int:
     """The sequence number (first field) of a sample or event body."""
     return buf[offset] | (buf[offset + 1] << 8) | (buf[offset + 2] << 16) | (buf[offset + 3] << 24)
 
@@ -156,11 +156,11 @@ if _Struct is not None:  # CPython: a precompiled Struct is ~2x faster than the 
     _unpack_sample_at = _Struct(SAMPLE_FORMAT).unpack_from
 else:  # MicroPython
 
-    def _unpack_sample_at(buf, offset=0):
+    def _unpack_sample_at(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple:
         return struct.unpack_from(SAMPLE_FORMAT, buf, offset)
 
 
-def telemetry_values(payload) -> tuple:
+def telemetry_values(payload: bytes | bytearray | memoryview) -> tuple:
     """The sample values of a TELEMETRY payload (host fast path; trailing bytes from a
     newer minor are ignored). DecodeError if payload is not TELEMETRY or too short."""
     if len(payload) < TELEMETRY_PAYLOAD_SIZE or payload[0] != TELEMETRY:

@@ -11,7 +11,7 @@ from isoproto.catalog import HELLO, HELLO_HOST
 from isoproto.errors import DecodeError
 
 
-def peer_version(payload) -> tuple:
+def peer_version(payload: bytes | bytearray | memoryview) -> tuple[int, int]:
     """(major, minor) from a HELLO or HELLO_HOST payload of any protocol version."""
     if len(payload) < 3 or payload[0] not in (HELLO, HELLO_HOST):
         raise DecodeError("not a HELLO or HELLO_HOST payload")

@@ -8,7 +8,7 @@ import struct
 
 from isoproto import catalog, codec
 from isoproto.framing import MAX_FRAME, MAX_PAYLOAD, frame_into
-from isoproto.history import HISTORY_HEADER_SIZE
+from isoproto.history import HistoryReply, RecordRing, pack_history_into
 from isoproto.samples import (
     EVENT_BODY_SIZE,
     EVENT_PAYLOAD_SIZE,
@@ -20,7 +20,7 @@ from isoproto.samples import (
 
 
 class FrameWriter:
-    def __init__(self):
+    def __init__(self) -> None:
         self.payload = bytearray(MAX_PAYLOAD + 2)
         self.frame = bytearray(MAX_FRAME)
 
@@ -58,7 +58,7 @@ class FrameWriter:
         )
         return self._finish(n)
 
-    def telemetry_from(self, body, offset: int) -> int:
+    def telemetry_from(self, body: bytes | bytearray | memoryview, offset: int) -> int:
         """TELEMETRY from a stored 27-byte sample body (the history ring's)."""
         p = self.payload
         p[0] = catalog.TELEMETRY
@@ -79,7 +79,7 @@ class FrameWriter:
         pack_event_payload_into(self.payload, 0, event_seq, sample_seq, board_ms, kind, code, detail, value)
         return self._finish(EVENT_PAYLOAD_SIZE)
 
-    def event_from(self, body, offset: int) -> int:
+    def event_from(self, body: bytes | bytearray | memoryview, offset: int) -> int:
         """EVENT from a stored 22-byte event body."""
         p = self.payload
         p[0] = catalog.EVENT
@@ -97,7 +97,9 @@ class FrameWriter:
         struct.pack_into("<BHBI", self.payload, 0, catalog.ACK, cmd_seq, result, value)
         return self._finish(8)
 
-    def nak(self, cmd_seq: int, result: int, reason: int, detail: int = 0, problems=()) -> int:
+    def nak(
+        self, cmd_seq: int, result: int, reason: int, detail: int = 0, problems: list | tuple = ()
+    ) -> int:
         """NAK; problems: (reason, segment index) pairs, at most 120."""
         count = min(len(problems), (MAX_PAYLOAD - 8) // 2)
         p = self.payload
@@ -107,29 +109,15 @@ class FrameWriter:
             p[9 + 2 * i] = problems[i][1]
         return self._finish(8 + 2 * count)
 
-    def history(self, ring, stream: int, first_seq: int, count: int, last: bool) -> int:
-        """HISTORY with ring's records first_seq .. first_seq+count-1; stops early at a
-        record the ring no longer holds (the header's count says how many went)."""
-        size = ring.record_size
-        p = self.payload
-        o = HISTORY_HEADER_SIZE
-        src = ring.buf
-        seq = first_seq
-        sent = 0
-        while sent < count and o + size <= MAX_PAYLOAD:
-            at = ring.offset_of(seq)
-            if at < 0:
-                break
-            for i in range(size):
-                p[o + i] = src[at + i]
-            o += size
-            sent += 1
-            seq = (seq + 1) & 0xFFFFFFFF
-        struct.pack_into(
-            "<BBIIBBB", p, 0, catalog.HISTORY, stream, first_seq, ring.oldest, 1 if last else 0, sent, size
-        )
-        return self._finish(o)
+    def history(self, ring: RecordRing, stream: int, first_seq: int, count: int, last: bool) -> int:
+        """HISTORY with ring's records first_seq .. first_seq+count-1 (see pack_history_into)."""
+        return self._finish(pack_history_into(self.payload, ring, stream, first_seq, count, last))
 
-    def message(self, msg_id: int, values) -> int:
+    def history_chunk(self, reply: HistoryReply) -> int:
+        """The next chunk of a REQUEST_HISTORY reply; 0 when the reply is complete."""
+        n = reply.next_payload(self.payload)
+        return self._finish(n) if n else 0
+
+    def message(self, msg_id: int, values: tuple | list) -> int:
         """Any catalog message (HELLO, PROFILE, ...) through the generic codec."""
         return self._finish(codec.encode_into(self.payload, 0, msg_id, values))

@@ -21,7 +21,7 @@ def _chunks(reply):
     w = FrameWriter()
     out = []
     while True:
-        n = reply.next_frame(w)
+        n = w.history_chunk(reply)
         if not n:
             return out
         assert n <= framing.MAX_FRAME
@@ -69,7 +69,7 @@ def test_records_overwritten_during_a_reply_are_skipped():
     reply = HistoryReply(ring, catalog.STREAM_SAMPLES)
     reply.start(100, 20)
     w = FrameWriter()
-    reply.next_frame(w)  # 100..107 went out
+    w.history_chunk(reply)  # 100..107 went out
     for seq in range(120, 125):  # 100..104 overwritten
         ring.append(seq)
     rest = _chunks(reply)

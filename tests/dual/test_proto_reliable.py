@@ -288,7 +288,7 @@ class SimBoard:
         if not self.reply.active and self.history_queue:
             self.reply.start(*self.history_queue.pop(0))
         if self.reply.active:
-            out.append(bytes(self.w.frame[: self.reply.next_frame(self.w)]))
+            out.append(bytes(self.w.frame[: self.w.history_chunk(self.reply)]))
 
 
 class SimHost:

@@ -22,7 +22,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "fuzz",
-    max_examples=int(os.environ.get("FUZZ_HYPOTHESIS_EXAMPLES", "20000")),
+    max_examples=int(os.environ.get("FUZZ_HYPOTHESIS_EXAMPLES", "5000")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
