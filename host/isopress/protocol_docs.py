@@ -94,14 +94,16 @@ def render_catalog() -> str:
     ]
     for msg_id, name, direction, summary, fields in catalog.MESSAGES:
         low, high = payload_sizes(fields)
-        size = str(low) if low == high else f"{low}–{high}"
-        frame = str(low + OVERHEAD) if low == high else f"{low + OVERHEAD}–{high + OVERHEAD}"
-        out.append(f"| `0x{msg_id:02X}` | [{name}](#{name.lower()}) | {direction} | {size} | {frame} | {summary} |")
+        size = str(low) if low == high else f"{low}-{high}"
+        frame = str(low + OVERHEAD) if low == high else f"{low + OVERHEAD}-{high + OVERHEAD}"
+        out.append(
+            f"| `0x{msg_id:02X}` | [{name}](#{name.lower()}) | {direction} | {size} | {frame} | {summary} |"
+        )
     for msg_id, name, direction, summary, fields in catalog.MESSAGES:
         out += ["", f"#### {name}", "", f"`0x{msg_id:02X}`, {direction}: {summary}.", ""]
         out += _field_rows(fields)
     out += ["", "#### Records", ""]
-    for rec_name, rec_fields in catalog.RECORDS:
+    for rec_name, _code, rec_fields in catalog.RECORDS:
         out += [f"`{rec_name}` ({_record_size(rec_name)} bytes):", ""]
         out += _field_rows(rec_fields)
         out.append("")
@@ -129,7 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{path}: catalog section is current")
         return 0
     if check:
-        print(f"{path}: catalog section is out of date: run python -m isopress.protocol_docs", file=sys.stderr)
+        print(
+            f"{path}: catalog section is out of date: run python -m isopress.protocol_docs", file=sys.stderr
+        )
         return 1
     path.write_text(fresh, encoding="utf-8")
     print(f"{path}: catalog section rewritten")

@@ -12,44 +12,82 @@
 # before a field added after minor 0 as "absent" (None) and ignores bytes after the fields
 # it knows, which is how minor versions stay compatible both ways.
 #
-# Ids by range: 0x10-0x1F session, 0x20-0x2F board data, 0x40-0x5F commands (sequenced:
-# every body starts with cmd_seq u16), 0x60-0x6F command replies; 0x00 never used.
-# Ids and field order are frozen within a major version: add messages or trailing
-# fields (with a new minor), never renumber or reorder.
+# Ids (isoproto.ids) and field order are frozen within a major version: add messages or
+# trailing fields (with a new minor), never renumber or reorder.
+#
+# The board does not load this module (its descriptions would cost RAM): the codec runs on
+# isoproto.wire, the same catalog reduced to one short string per message, and a test
+# checks that wire.SPECS == catalog.wire_specs(). Change both together.
 
-try:
-    from micropython import const
-except ImportError:  # CPython: const() is only a hint to MicroPython's compiler
-    const = lambda x: x
+from isoproto.ids import (
+    ABORT,
+    ACK,
+    COMMAND_FIRST,
+    COMMAND_LAST,
+    EVENT,
+    HEARTBEAT,
+    HEARTBEAT_HOST,
+    HELLO,
+    HELLO_HOST,
+    HISTORY,
+    LOAD_RECIPE_CHUNK,
+    NAK,
+    PAUSE,
+    PROFILE,
+    REQUEST_HISTORY,
+    RESET_FAULTS,
+    RESUME,
+    SET_CALIBRATION,
+    SET_PROFILE,
+    START,
+    STREAM_EVENTS,
+    STREAM_SAMPLES,
+    TELEMETRY,
+    is_command,
+)
+
+# re-exported: the catalog is where host code looks for message ids
+__all__ = [
+    "ABORT",
+    "ACK",
+    "B2H",
+    "COMMAND_FIRST",
+    "COMMAND_LAST",
+    "EVENT",
+    "H2B",
+    "HEARTBEAT",
+    "HEARTBEAT_HOST",
+    "HELLO",
+    "HELLO_HOST",
+    "HISTORY",
+    "LOAD_RECIPE_CHUNK",
+    "MESSAGES",
+    "NAK",
+    "PAUSE",
+    "PROFILE",
+    "RECORDS",
+    "REQUEST_HISTORY",
+    "RESET_FAULTS",
+    "RESUME",
+    "SET_CALIBRATION",
+    "SET_PROFILE",
+    "START",
+    "STREAM_EVENTS",
+    "STREAM_SAMPLES",
+    "TELEMETRY",
+    "fields",
+    "is_command",
+    "message",
+    "message_id",
+    "message_name",
+    "record",
+    "record_formats",
+    "wire_spec",
+    "wire_specs",
+]
 
 H2B = "host->board"
 B2H = "board->host"
-
-HELLO_HOST = const(0x10)
-HELLO = const(0x11)
-PROFILE = const(0x12)
-HEARTBEAT_HOST = const(0x13)
-HEARTBEAT = const(0x14)
-TELEMETRY = const(0x20)
-EVENT = const(0x21)
-HISTORY = const(0x22)
-LOAD_RECIPE_CHUNK = const(0x40)
-START = const(0x41)
-PAUSE = const(0x42)
-RESUME = const(0x43)
-ABORT = const(0x44)
-RESET_FAULTS = const(0x45)
-SET_PROFILE = const(0x46)
-SET_CALIBRATION = const(0x47)
-REQUEST_HISTORY = const(0x48)
-ACK = const(0x60)
-NAK = const(0x61)
-
-COMMAND_FIRST = const(0x40)  # ids COMMAND_FIRST..COMMAND_LAST carry cmd_seq first
-COMMAND_LAST = const(0x5F)
-
-STREAM_SAMPLES = const(0)  # HISTORY / REQUEST_HISTORY stream
-STREAM_EVENTS = const(1)
 
 _CMD_SEQ = ("cmd_seq", "u16", "", "command sequence number (wraps at 2^16)", 0)
 
@@ -91,9 +129,11 @@ _EVENT_FIELDS = (
     ("value", "f32", "MPa", "pressure at the event", 0),
 )
 
+# (name, wire code, fields): the code stands for the array in wire.SPECS
 RECORDS = (
     (
         "segment",
+        "G",
         (
             ("kind", "u8", "", "codes.SEG_RAMP or codes.SEG_HOLD", 0),
             ("target_mpa", "f32", "MPa", "ramp target (0 for a hold)", 0),
@@ -103,6 +143,7 @@ RECORDS = (
     ),
     (
         "problem",
+        "P",
         (
             ("reason", "u8", "", "codes.R_*", 0),
             ("index", "u8", "", "segment index the problem is in", 0),
@@ -306,13 +347,65 @@ def message_name(msg_id: int) -> str:
     return entry[1] if entry is not None else "0x%02x" % msg_id
 
 
+def fields(msg_id: int) -> tuple:
+    """The field tuples of msg_id (KeyError for an id not in the catalog)."""
+    entry = message(msg_id)
+    if entry is None:
+        raise KeyError(msg_id)
+    return entry[4]
+
+
 def record(name: str) -> tuple | None:
     """The field tuple of a record type (RECORDS), or None."""
     for entry in RECORDS:
         if entry[0] == name:
-            return entry[1]
+            return entry[2]
     return None
 
 
-def is_command(msg_id: int) -> bool:
-    return COMMAND_FIRST <= msg_id <= COMMAND_LAST
+# -- the compact form the codec runs on (isoproto.wire; a test keeps the two equal) ------------
+
+_WIRE_CODES = {
+    "u8": "B",
+    "u16": "H",
+    "u32": "I",
+    "i8": "b",
+    "i16": "h",
+    "i32": "i",
+    "f32": "f",
+    "str8": "s",
+    "body[]": "Y",
+}
+
+
+def _wire_code(ftype: str) -> str:
+    code = _WIRE_CODES.get(ftype)
+    if code is not None:
+        return code
+    for entry in RECORDS:
+        if entry[0] + "[]" == ftype:
+            return entry[1]
+    raise KeyError(ftype)
+
+
+def wire_spec(msg_fields: tuple) -> str:
+    """One character per field (struct letter, s = str8, Y = body[], a record's code),
+    with a "|" before the first field of each newer minor."""
+    out = ""
+    minor = 0
+    for f in msg_fields:
+        while minor < f[4]:
+            out += "|"
+            minor += 1
+        out += _wire_code(f[1])
+    return out
+
+
+def wire_specs() -> dict:
+    """{msg_id: wire_spec} for every message: what isoproto.wire.SPECS must hold."""
+    return {entry[0]: wire_spec(entry[4]) for entry in MESSAGES}
+
+
+def record_formats() -> dict:
+    """{record code: struct format}: what isoproto.wire.RECORD_FORMATS must hold."""
+    return {entry[1]: "<" + "".join(_wire_code(f[1]) for f in entry[2]) for entry in RECORDS}

@@ -5,7 +5,7 @@
 
 import struct
 
-from isoproto.catalog import HISTORY
+from isoproto.ids import HISTORY
 from isoproto.seqnum import seq32_add, seq32_diff
 
 HISTORY_HEADER_SIZE = 13  # msg id, stream, first_seq, oldest_seq, last_chunk, count, body size

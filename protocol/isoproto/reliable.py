@@ -5,20 +5,37 @@
 # reports every command's outcome (ACK, NAK, or FAILED after max_tries: never a silent
 # drop).
 #
-# CommandReceiver (board): executes commands strictly in order, each sequence number once;
-# a duplicate gets the original reply frame again, byte for byte; a command from the
-# future (one before it was lost) is dropped unanswered and the sender goes back to it
-# (go-back-N).
+# CommandReceiver (board; in isoproto.receiver so the board loads only that): executes
+# commands strictly in order, each sequence number once; a duplicate gets the original
+# reply frame again, byte for byte; a command from the future (one before it was lost) is
+# dropped unanswered and the sender goes back to it (go-back-N).
 #
 # SequenceTracker (host): follows a 32-bit sample or event sequence, keeps the missing
 # ranges, asks for them (REQUEST_HISTORY values), fills them from HISTORY and counts what
 # the board no longer holds as lost.
 
-from isoproto import catalog, codec, framing
-from isoproto.catalog import message_name
+from isoproto import codec, framing
 from isoproto.codes import RESULT_OK
 from isoproto.errors import ProtocolError
+from isoproto.ids import ACK, NAK, STREAM_SAMPLES, is_command
+from isoproto.receiver import DROP, DUPLICATE, EXECUTE, CommandReceiver
 from isoproto.seqnum import seq16_add, seq16_diff, seq32_add, seq32_diff
+
+# the board's half, re-exported so the host and tests find the whole layer here
+__all__ = [
+    "DROP",
+    "DUPLICATE",
+    "EXECUTE",
+    "OUTCOME_ACK",
+    "OUTCOME_FAILED",
+    "OUTCOME_NAK",
+    "OUTCOME_NAMES",
+    "CommandOutcome",
+    "CommandReceiver",
+    "CommandSender",
+    "SenderBusyError",
+    "SequenceTracker",
+]
 
 # CommandOutcome.status
 OUTCOME_ACK = 0  # executed, ACK received
@@ -58,6 +75,8 @@ class CommandOutcome:
         self.reason = reason  # words for FAILED, "" otherwise
 
     def __repr__(self) -> str:
+        from isoproto.catalog import message_name  # names: host side, on demand
+
         return "CommandOutcome(seq=%d, %s, %s, tries=%d)" % (
             self.seq,
             message_name(self.msg_id),
@@ -162,7 +181,7 @@ class CommandSender:
 
         EncodeError for bad values and SenderBusyError for a full queue: nothing changes.
         """
-        if not catalog.is_command(msg_id):
+        if not is_command(msg_id):
             raise ProtocolError("0x%02x is not a command" % msg_id)
         if len(self._queue) >= self.max_queue:
             raise SenderBusyError("command queue full (%d waiting)" % len(self._queue))
@@ -210,7 +229,7 @@ class CommandSender:
     def on_reply(self, msg_id: int, values: tuple | list, now_ms: int) -> CommandOutcome | None:
         """Take an ACK or NAK (decoded values). Returns the command's CommandOutcome, or
         None for a reply to nothing in flight (a duplicate or a stale reply)."""
-        if msg_id not in (catalog.ACK, catalog.NAK):
+        if msg_id not in (ACK, NAK):
             raise ProtocolError("on_reply takes ACK or NAK, not 0x%02x" % msg_id)
         seq = values[0]
         for i in range(len(self._inflight)):
@@ -234,7 +253,7 @@ class CommandSender:
             self._rtt_sample(rtt)
         # RFC 6298 5.3: a reply for data in flight restarts the timer
         self._deadline = now_ms + self.rto_ms if self._inflight else -1
-        status = OUTCOME_ACK if msg_id == catalog.ACK and values[1] == RESULT_OK else OUTCOME_NAK
+        status = OUTCOME_ACK if msg_id == ACK and values[1] == RESULT_OK else OUTCOME_NAK
         outcome = CommandOutcome(p.seq, p.msg_id, p.values, status, tuple(values), p.tries, rtt, "")
         self._record(outcome)
         return outcome
@@ -297,91 +316,6 @@ class CommandSender:
         self._outcomes.append(outcome)
 
 
-# CommandReceiver.accept() verdicts
-EXECUTE = 0  # the next command: execute it, send the reply, then call executed()
-DUPLICATE = 1  # already executed: send reply_frame() again, do not execute
-DROP = 2  # ahead of the next expected (one was lost), too old, or not synced: ignore
-
-
-class CommandReceiver:
-    """Board side of the command channel; preallocated, nothing allocated per command.
-
-    Keeps the reply frames of the last `window` commands in one bytearray ring so a
-    duplicate is answered with the original bytes. Before the first HELLO_HOST it is not
-    synced and drops every command (the host must handshake first).
-    """
-
-    def __init__(self, window: int = 8, reply_size: int = framing.MAX_FRAME) -> None:
-        self.window = window
-        self.reply_size = reply_size
-        self._replies = bytearray(window * reply_size)
-        self._lens = bytearray(window) if reply_size < 256 else [0] * window
-        self._seqs = [0] * window
-        self._next_slot = 0
-        self.expected = 0
-        self.synced = False
-        self.executed_count = 0
-        self.duplicates = 0
-        self.ahead_drops = 0
-        self.stale_drops = 0
-        self.unsynced_drops = 0
-
-    def reset(self, next_seq: int) -> None:
-        """HELLO_HOST: the host's next command will carry next_seq; forget older replies."""
-        self.expected = next_seq & 0xFFFF
-        for i in range(self.window):
-            self._lens[i] = 0
-        self.synced = True
-
-    def accept(self, seq: int) -> int:
-        """EXECUTE, DUPLICATE or DROP for a command carrying cmd_seq seq."""
-        if not self.synced:
-            self.unsynced_drops += 1
-            return DROP
-        d = seq16_diff(seq, self.expected)
-        if d == 0:
-            return EXECUTE
-        if d > 0:
-            self.ahead_drops += 1
-            return DROP
-        if -d <= self.window and self._slot_of(seq) >= 0:
-            self.duplicates += 1
-            return DUPLICATE
-        self.stale_drops += 1
-        return DROP
-
-    def executed(self, seq: int, frame: bytes | bytearray | memoryview, n: int) -> None:
-        """Record the reply frame[0:n] sent for seq (the command accept() said EXECUTE to)
-        and move on to the next seq."""
-        if seq != self.expected:
-            raise ProtocolError("executed(%d) but %d is the next command" % (seq, self.expected))
-        if n > self.reply_size:
-            raise ProtocolError("reply of %d bytes, the ring holds %d" % (n, self.reply_size))
-        slot = self._next_slot
-        base = slot * self.reply_size
-        replies = self._replies
-        for i in range(n):
-            replies[base + i] = frame[i]
-        self._lens[slot] = n
-        self._seqs[slot] = seq
-        self._next_slot = (slot + 1) % self.window
-        self.expected = seq16_add(seq, 1)
-        self.executed_count += 1
-
-    def reply_frame(self, seq: int) -> tuple[bytearray, int, int]:
-        """(buffer, offset, length) of the reply sent for seq; length 0 when not held."""
-        slot = self._slot_of(seq)
-        if slot < 0:
-            return self._replies, 0, 0
-        return self._replies, slot * self.reply_size, self._lens[slot]
-
-    def _slot_of(self, seq: int) -> int:
-        for i in range(self.window):
-            if self._lens[i] and self._seqs[i] == seq:
-                return i
-        return -1
-
-
 class SequenceTracker:
     """Host side of one board sequence (samples or events): finds gaps and fills them.
 
@@ -398,7 +332,7 @@ class SequenceTracker:
 
     def __init__(
         self,
-        stream: int = catalog.STREAM_SAMPLES,
+        stream: int = STREAM_SAMPLES,
         max_ranges: int = 256,
         max_request: int = 8,
         retry_ms: int = 1000,

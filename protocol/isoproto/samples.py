@@ -8,8 +8,8 @@
 
 import struct
 
-from isoproto.catalog import EVENT, TELEMETRY
 from isoproto.errors import DecodeError
+from isoproto.ids import EVENT, TELEMETRY
 
 try:
     from micropython import const

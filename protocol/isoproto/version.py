@@ -7,8 +7,8 @@
 # minor u8.
 
 from isoproto import PROTOCOL_MAJOR, PROTOCOL_MINOR
-from isoproto.catalog import HELLO, HELLO_HOST
 from isoproto.errors import DecodeError
+from isoproto.ids import HELLO, HELLO_HOST
 
 
 def peer_version(payload: bytes | bytearray | memoryview) -> tuple[int, int]:

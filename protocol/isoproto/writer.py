@@ -6,9 +6,10 @@
 
 import struct
 
-from isoproto import catalog, codec
+from isoproto import codec
 from isoproto.framing import MAX_FRAME, MAX_PAYLOAD, frame_into
 from isoproto.history import HistoryReply, RecordRing, pack_history_into
+from isoproto.ids import ACK, EVENT, HEARTBEAT, NAK, TELEMETRY
 from isoproto.samples import (
     EVENT_BODY_SIZE,
     EVENT_PAYLOAD_SIZE,
@@ -61,7 +62,7 @@ class FrameWriter:
     def telemetry_from(self, body: bytes | bytearray | memoryview, offset: int) -> int:
         """TELEMETRY from a stored 27-byte sample body (the history ring's)."""
         p = self.payload
-        p[0] = catalog.TELEMETRY
+        p[0] = TELEMETRY
         for i in range(SAMPLE_BODY_SIZE):
             p[1 + i] = body[offset + i]
         return self._finish(TELEMETRY_PAYLOAD_SIZE)
@@ -82,19 +83,19 @@ class FrameWriter:
     def event_from(self, body: bytes | bytearray | memoryview, offset: int) -> int:
         """EVENT from a stored 22-byte event body."""
         p = self.payload
-        p[0] = catalog.EVENT
+        p[0] = EVENT
         for i in range(EVENT_BODY_SIZE):
             p[1 + i] = body[offset + i]
         return self._finish(EVENT_PAYLOAD_SIZE)
 
     def heartbeat(self, board_ms: int, state: int, latest_sample_seq: int, latest_event_seq: int) -> int:
         struct.pack_into(
-            "<BIBII", self.payload, 0, catalog.HEARTBEAT, board_ms, state, latest_sample_seq, latest_event_seq
+            "<BIBII", self.payload, 0, HEARTBEAT, board_ms, state, latest_sample_seq, latest_event_seq
         )
         return self._finish(14)
 
     def ack(self, cmd_seq: int, result: int, value: int = 0) -> int:
-        struct.pack_into("<BHBI", self.payload, 0, catalog.ACK, cmd_seq, result, value)
+        struct.pack_into("<BHBI", self.payload, 0, ACK, cmd_seq, result, value)
         return self._finish(8)
 
     def nak(
@@ -103,7 +104,7 @@ class FrameWriter:
         """NAK; problems: (reason, segment index) pairs, at most 120."""
         count = min(len(problems), (MAX_PAYLOAD - 8) // 2)
         p = self.payload
-        struct.pack_into("<BHBBHB", p, 0, catalog.NAK, cmd_seq, result, reason, detail, count)
+        struct.pack_into("<BHBBHB", p, 0, NAK, cmd_seq, result, reason, detail, count)
         for i in range(count):
             p[8 + 2 * i] = problems[i][0]
             p[9 + 2 * i] = problems[i][1]

@@ -1,6 +1,7 @@
 # The catalog-driven codec: round trips, refusals that name the field, minor-version rules.
 
-from isoproto import catalog, codec, codes
+from isoproto import catalog, codec, codes, wire
+from isoproto import named as named_form
 from isoproto.errors import DecodeError, EncodeError, UnknownMessageError
 
 _SAMPLE_VALUES = {
@@ -25,6 +26,7 @@ def _example(fields):
             values.append([b"\x01" * 27, b"\x02" * 27])
         else:
             rec = catalog.record(t[:-2])
+            assert rec is not None
             values.append([tuple(_SAMPLE_VALUES[r[1]] for r in rec)] * 3)
     return tuple(values)
 
@@ -65,10 +67,10 @@ def test_every_message_round_trips_in_both_forms():
                 assert [bytes(b) for b in got[k]] == want, (m[1], k)
             else:
                 assert got[k] == want, (m[1], m[4][k][0], got[k], want)
-        name, named = codec.decode_dict(payload)
+        name, named = named_form.decode_dict(payload)
         assert name == m[1]
         if m[0] != catalog.HISTORY:  # HISTORY bodies become dicts by stream (below)
-            assert codec.encode_dict(name, named) == payload
+            assert named_form.encode_dict(name, named) == payload
 
 
 def test_history_bodies_expand_by_stream():
@@ -77,14 +79,14 @@ def test_history_bodies_expand_by_stream():
     body = bytearray(samples.SAMPLE_BODY_SIZE)
     samples.pack_sample_into(body, 0, 5, 50, 1.5, 2.5, 1, 2, 3, 4, 5, 6, 7)
     payload = codec.encode(catalog.HISTORY, (catalog.STREAM_SAMPLES, 5, 1, 1, [bytes(body)]))
-    name, named = codec.decode_dict(payload)
+    name, named = named_form.decode_dict(payload)
     assert name == "HISTORY"
     assert named["records"][0]["pressure_mpa"] == 1.5 and named["records"][0]["seq"] == 5
-    assert codec.encode_dict("HISTORY", named) == payload
+    assert named_form.encode_dict("HISTORY", named) == payload
 
 
 def test_bad_values_are_refused_naming_message_and_field():
-    tele = list(_example(codec.fields(catalog.TELEMETRY)))
+    tele = list(_example(catalog.fields(catalog.TELEMETRY)))
     tele[4] = 70000
     msg = _raises(EncodeError, codec.encode, catalog.TELEMETRY, tuple(tele))
     assert "TELEMETRY.pump_duty" in msg and "u16" in msg
@@ -97,9 +99,9 @@ def test_bad_values_are_refused_naming_message_and_field():
     assert "f32" in _raises(EncodeError, codec.encode, catalog.TELEMETRY, tuple(tele))
     msg = _raises(EncodeError, codec.encode, catalog.START, (1,))
     assert "START.recipe_id" in msg and "missing" in msg
-    msg = _raises(EncodeError, codec.encode_dict, "START", {"cmd_seq": 1, "recipe": 5})
+    msg = _raises(EncodeError, named_form.encode_dict, "START", {"cmd_seq": 1, "recipe": 5})
     assert "unknown field" in msg and "recipe" in msg
-    assert "unknown message" in _raises(EncodeError, codec.encode_dict, "LAUNCH", {})
+    assert "unknown message" in _raises(EncodeError, named_form.encode_dict, "LAUNCH", {})
     long_id = "x" * 256
     msg = _raises(
         EncodeError, codec.encode, catalog.SET_CALIBRATION, (1, long_id, "", 600.0, 150.0, 0.0, 1.0)
@@ -126,7 +128,7 @@ def test_special_floats_pass_through():
 
 
 def test_short_payloads_and_bad_strings_raise_decode_error():
-    payload = codec.encode(catalog.TELEMETRY, _example(codec.fields(catalog.TELEMETRY)))
+    payload = codec.encode(catalog.TELEMETRY, _example(catalog.fields(catalog.TELEMETRY)))
     for n in range(1, len(payload)):
         assert "TELEMETRY" in _raises(DecodeError, codec.decode, payload[:n])
     bad_utf8 = bytearray(codec.encode(catalog.SET_CALIBRATION, (1, "ab", "", 1.0, 1.0, 0.0, 1.0)))
@@ -142,7 +144,7 @@ def test_short_payloads_and_bad_strings_raise_decode_error():
 
 
 def test_trailing_bytes_of_a_newer_minor_are_ignored():
-    payload = codec.encode(catalog.TELEMETRY, _example(codec.fields(catalog.TELEMETRY)))
+    payload = codec.encode(catalog.TELEMETRY, _example(catalog.fields(catalog.TELEMETRY)))
     assert codec.decode(payload + b"\x01\x02\x03") == codec.decode(payload)
     nak = codec.encode(catalog.NAK, (1, 1, 6, 0, [(6, 0)]))
     assert codec.decode(nak + b"\xaa") == codec.decode(nak)
@@ -170,16 +172,27 @@ def test_fields_a_newer_minor_adds_decode_as_absent_from_an_older_peer():
     )
     saved = catalog.MESSAGES
     catalog.MESSAGES = saved + (entry,)
+    wire.SPECS[test_id] = catalog.wire_spec(entry[4])
     try:
+        assert wire.SPECS[test_id] == "H|Is"
         old = codec.encode(test_id, (7,))  # a 1.0 peer sends only a
         assert old == b"\x7d\x07\x00"
         assert codec.decode(old) == (test_id, (7, None, None))
         assert codec.encode(test_id, (7, None, None)) == old
         new = codec.encode(test_id, (7, 9, "x"))
         assert codec.decode(new) == (test_id, (7, 9, "x"))
-        assert codec.decode_dict(old) == ("TEST_V11", {"a": 7, "b": None, "c": None})
+        assert named_form.decode_dict(old) == ("TEST_V11", {"a": 7, "b": None, "c": None})
         _raises(DecodeError, codec.decode, new[:5])  # ends inside a field: malformed
-        _raises(EncodeError, codec.encode, test_id, ())  # a is required
+        msg = _raises(EncodeError, codec.encode, test_id, ())  # a is required
+        assert "TEST_V11.a" in msg and "missing" in msg
     finally:
         catalog.MESSAGES = saved
+        del wire.SPECS[test_id]
         codec._plans.pop(test_id, None)
+
+
+def test_the_wire_table_is_the_catalog_in_compact_form():
+    assert catalog.wire_specs() == wire.SPECS
+    assert catalog.record_formats() == wire.RECORD_FORMATS
+    for m in catalog.MESSAGES:
+        assert codec.field_count(m[0]) == len(m[4])

@@ -9,7 +9,7 @@ import sys
 
 from isoproto import catalog, codec, framing, samples
 from isoproto.history import RecordRing
-from isoproto.reliable import EXECUTE, CommandReceiver
+from isoproto.receiver import EXECUTE, CommandReceiver
 from isoproto.writer import FrameWriter
 
 _MICROPYTHON = sys.implementation.name == "micropython"
@@ -17,7 +17,7 @@ _TYPES = {"u8": "B", "u16": "H", "u32": "I", "i8": "b", "i16": "h", "i32": "i", 
 
 
 def _format_of(msg_id):
-    return "<" + "".join(_TYPES[f[1]] for f in codec.fields(msg_id))
+    return "<" + "".join(_TYPES[f[1]] for f in catalog.fields(msg_id))
 
 
 def test_hand_written_formats_match_the_catalog():

@@ -7,7 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from isoproto import catalog, codec
+from isoproto import catalog
 
 _INT_RANGES = {
     "u8": (0, 0xFF),
@@ -34,7 +34,7 @@ def _record(fields: tuple[Any, ...]) -> st.SearchStrategy[tuple[Any, ...]]:
 
 
 def _bodies(stream_fields: tuple[Any, ...], max_items: int) -> st.SearchStrategy[list[bytes]]:
-    fmt = "<" + "".join(codec._SCALARS[f[1]][0] for f in stream_fields)
+    fmt = "<" + catalog.wire_spec(stream_fields)
     return st.lists(_record(stream_fields).map(lambda r: struct.pack(fmt, *r)), max_size=max_items)
 
 
@@ -46,7 +46,7 @@ def field(msg_id: int, f: tuple[Any, ...]) -> st.SearchStrategy[Any]:
         return st.text(max_size=12)
     if ftype == "body[]":
         return st.one_of(
-            _bodies(codec.fields(catalog.TELEMETRY), 8), _bodies(codec.fields(catalog.EVENT), 10)
+            _bodies(catalog.fields(catalog.TELEMETRY), 8), _bodies(catalog.fields(catalog.EVENT), 10)
         )
     rec = catalog.record(ftype[:-2])
     assert rec is not None
@@ -54,7 +54,7 @@ def field(msg_id: int, f: tuple[Any, ...]) -> st.SearchStrategy[Any]:
 
 
 def values(msg_id: int) -> st.SearchStrategy[tuple[Any, ...]]:
-    return st.tuples(*(field(msg_id, f) for f in codec.fields(msg_id)))
+    return st.tuples(*(field(msg_id, f) for f in catalog.fields(msg_id)))
 
 
 def message() -> st.SearchStrategy[tuple[int, tuple[Any, ...]]]:

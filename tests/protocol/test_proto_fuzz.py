@@ -26,7 +26,7 @@ FUZZ_SEED = int(os.environ.get("FUZZ_SEED", "20261125"))
 def _frame_pool(rng: random.Random) -> list[bytes]:
     pool = []
     for m in catalog.MESSAGES:
-        fields = codec.fields(m[0])
+        fields = catalog.fields(m[0])
         for _ in range(4):
             vals = []
             for f in fields:

@@ -12,22 +12,23 @@ from hypothesis import strategies as st
 from proto_strategies import message, same, scalar
 
 from isoproto import catalog, codec, crc, framing, samples
+from isoproto import named as named_form
 from isoproto.errors import EncodeError, FrameError
 from isoproto.writer import FrameWriter
 
 
 def _payload_size(msg_id: int, vals: tuple[Any, ...]) -> int:
     size = 1
-    for f, v in zip(codec.fields(msg_id), vals, strict=True):
+    for f, v in zip(catalog.fields(msg_id), vals, strict=True):
         t = f[1]
         if t == "str8":
             size += 1 + len(v.encode())
         elif t == "body[]":
             size += 2 + sum(len(b) for b in v)
         elif t.endswith("[]"):
-            size += 1 + len(v) * struct.calcsize(codec._scalar_format(catalog.record(t[:-2]), "")[0])
+            size += 1 + len(v) * struct.calcsize("<" + catalog.wire_spec(catalog.record(t[:-2]) or ()))
         else:
-            size += codec._SCALARS[t][1]
+            size += struct.calcsize("<" + catalog.wire_spec((f,)))
     return size
 
 
@@ -52,8 +53,8 @@ def test_every_message_round_trips_or_is_refused_only_for_its_size(msg: tuple[in
     assert framing.StreamDecoder().feed(frame) == [payload]
     assert framing.FrameDecoder().feed(frame) == [payload]
     # the named form, and encode_into at an offset
-    name, named = codec.decode_dict(payload)
-    assert codec.encode(msg_id, codec.values_from_dict(name, named)) == payload
+    name, named = named_form.decode_dict(payload)
+    assert codec.encode(msg_id, named_form.values_from_dict(name, named)) == payload
     buf = bytearray(300)
     n = codec.encode_into(buf, 7, msg_id, vals)
     assert bytes(buf[7 : 7 + n]) == payload
@@ -61,7 +62,7 @@ def test_every_message_round_trips_or_is_refused_only_for_its_size(msg: tuple[in
 
 @given(
     st.sampled_from([m[0] for m in catalog.MESSAGES]).flatmap(
-        lambda msg_id: st.tuples(st.just(msg_id), st.integers(0, len(codec.fields(msg_id)) - 1))
+        lambda msg_id: st.tuples(st.just(msg_id), st.integers(0, len(catalog.fields(msg_id)) - 1))
     ),
     st.one_of(
         st.integers(-(2**40), 2**40), st.floats(), st.text(max_size=3), st.none(), st.binary(max_size=3)
@@ -69,8 +70,8 @@ def test_every_message_round_trips_or_is_refused_only_for_its_size(msg: tuple[in
 )
 def test_any_wrong_value_is_an_encode_error_naming_the_field(where: tuple[int, int], bad: Any) -> None:
     msg_id, k = where
-    f = codec.fields(msg_id)[k]
-    vals = [_valid(x) for x in codec.fields(msg_id)]
+    f = catalog.fields(msg_id)[k]
+    vals = [_valid(x) for x in catalog.fields(msg_id)]
     vals[k] = bad
     try:
         codec.encode(msg_id, tuple(vals))
@@ -102,7 +103,7 @@ def _fits(ftype: str, v: Any) -> bool:
     return isinstance(v, int) and lo <= v <= hi
 
 
-@given(st.tuples(*(scalar(f[1]) for f in codec.fields(catalog.TELEMETRY))))
+@given(st.tuples(*(scalar(f[1]) for f in catalog.fields(catalog.TELEMETRY))))
 def test_fast_telemetry_paths_equal_the_catalog_codec(sample: tuple[Any, ...]) -> None:
     payload = codec.encode(catalog.TELEMETRY, sample)
     buf = bytearray(samples.TELEMETRY_PAYLOAD_SIZE)
