@@ -241,13 +241,13 @@ class CommandSender:
             return None
         del self._inflight[i]
         for q in self._inflight:
-            if q.last_sent_ms - p.last_sent_ms > 0:
-                continue
-            if seq16_diff(q.seq, seq) < 0:  # older: executed, its reply was lost
-                q.resend = True
-                q.executed = True
-            elif p.tries > 1 and not p.executed:  # newer: reached a board stuck on p
-                q.resend = True
+            sent_before = q.last_sent_ms - p.last_sent_ms
+            if seq16_diff(q.seq, seq) < 0:
+                if sent_before <= 0:  # older, sent no later: executed, its reply was lost
+                    q.resend = True
+                    q.executed = True
+            elif sent_before < 0 and p.tries > 1 and not p.executed:
+                q.resend = True  # newer, sent before p's last try: reached a board stuck on p
         rtt = now_ms - p.sent_ms
         if p.tries == 1 and rtt >= 0:  # Karn: only commands sent once give RTT samples
             self._rtt_sample(rtt)

@@ -196,17 +196,24 @@ def test_receiver_executes_in_order_once_and_replays_the_original_reply():
 
 
 class LossyChannel:
-    """Frames in flight, seeded: dropped, duplicated, delayed (so reordered) or corrupted."""
+    """Frames in flight, seeded: dropped, duplicated, delayed, reordered or corrupted.
 
-    def __init__(self, drop, dup, corrupt, delay_ms):
+    Frames keep their order (a serial line) and take 1..delay_ms to arrive, except that
+    with probability `reorder` a frame is held back by up to 4 * delay_ms and overtaken.
+    """
+
+    def __init__(self, drop, dup, corrupt, delay_ms, reorder=0.0):
         self.drop = drop
         self.dup = dup
         self.corrupt = corrupt
         self.delay_ms = delay_ms
+        self.reorder = reorder
         self._flight = []
+        self._last_due = 0
         self.dropped = 0
         self.duplicated = 0
         self.corrupted = 0
+        self.reordered = 0
 
     def send(self, now, frame):
         if random.random() < self.drop:
@@ -223,7 +230,14 @@ class LossyChannel:
                 b[random.randrange(len(b))] ^= 1 << random.randrange(8)
                 data = bytes(b)
                 self.corrupted += 1
-            self._flight.append((now + 1 + random.randrange(self.delay_ms), data))
+            due = now + 1 + random.randrange(self.delay_ms)
+            if random.random() < self.reorder:
+                due += random.randrange(4 * self.delay_ms)
+                self.reordered += 1
+            else:
+                due = max(due, self._last_due)
+                self._last_due = due
+            self._flight.append((due, data))
 
     def receive(self, now):
         due = [f for f in self._flight if f[0] <= now]
@@ -328,10 +342,10 @@ class SimHost:
         return self.sender.poll(now)
 
 
-def _run_lossy_link(seed, drop, dup, corrupt, delay_ms, commands=40, ticks=600):
+def _run_lossy_link(seed, drop, dup, corrupt, delay_ms, commands=40, ticks=600, reorder=0.05):
     random.seed(seed)
-    h2b = LossyChannel(drop, dup, corrupt, delay_ms)
-    b2h = LossyChannel(drop, dup, corrupt, delay_ms)
+    h2b = LossyChannel(drop, dup, corrupt, delay_ms, reorder)
+    b2h = LossyChannel(drop, dup, corrupt, delay_ms, reorder)
     board = SimBoard()
     host = SimHost()
     # the handshake is not under test here: HELLO_HOST and the HELLO's latest sample seq
@@ -378,7 +392,7 @@ def test_lossy_link_executes_every_command_once_and_backfills_every_sample():
     _check_link(*link)
     board, host, _, h2b, b2h = link
     # the damage really happened and the recovery paths really ran
-    assert h2b.dropped and b2h.dropped and h2b.duplicated and b2h.corrupted
+    assert h2b.dropped and b2h.dropped and h2b.duplicated and b2h.corrupted and h2b.reordered
     assert board.rx.duplicates > 0 and board.rx.ahead_drops > 0
     assert host.sender.retransmits > 0 and host.tracker.gaps > 0 and host.tracker.backfilled > 0
 
