@@ -75,10 +75,14 @@ def _type_text(ftype: str) -> str:
     return ftype
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def _field_rows(fields: Sequence[Field]) -> list[str]:
     rows = ["| field | type | unit | since | meaning |", "|---|---|---|---|---|"]
     for name, ftype, unit, doc, since in fields:
-        rows.append(f"| `{name}` | {_type_text(ftype)} | {unit} | {PROTOCOL_MAJOR}.{since} | {doc} |")
+        rows.append(f"| `{name}` | {_type_text(ftype)} | {unit} | {PROTOCOL_MAJOR}.{since} | {_cell(doc)} |")
     return rows
 
 
@@ -96,13 +100,19 @@ def render_catalog() -> str:
         low, high = payload_sizes(fields)
         size = str(low) if low == high else f"{low}-{high}"
         frame = str(low + OVERHEAD) if low == high else f"{low + OVERHEAD}-{high + OVERHEAD}"
-        out.append(
-            f"| `0x{msg_id:02X}` | [{name}](#{name.lower()}) | {direction} | {size} | {frame} | {summary} |"
-        )
+        link = f"[{name}](#{name.lower()})"
+        out.append(f"| `0x{msg_id:02X}` | {link} | {direction} | {size} | {frame} | {_cell(summary)} |")
     for msg_id, name, direction, summary, fields in catalog.MESSAGES:
-        out += ["", f"#### {name}", "", f"`0x{msg_id:02X}`, {direction}: {summary}.", ""]
+        wire_form = "<" + catalog.wire_spec(fields)
+        out += [
+            "",
+            f"### {name}",
+            "",
+            f"`0x{msg_id:02X}`, {direction}: {summary}. Wire form `{wire_form}`.",
+            "",
+        ]
         out += _field_rows(fields)
-    out += ["", "#### Records", ""]
+    out += ["", "### Records", ""]
     for rec_name, _code, rec_fields in catalog.RECORDS:
         out += [f"`{rec_name}` ({_record_size(rec_name)} bytes):", ""]
         out += _field_rows(rec_fields)
