@@ -85,6 +85,12 @@ def test_history_bodies_expand_by_stream():
     assert named_form.encode_dict("HISTORY", named) == payload
 
 
+def test_history_bodies_too_short_for_their_stream_are_a_decode_error():
+    payload = codec.encode(catalog.HISTORY, (catalog.STREAM_SAMPLES, 5, 1, 1, [b"\x00" * 22]))
+    assert codec.decode(payload)[1][4] == [b"\x00" * 22]  # the raw form keeps them
+    assert "needs 27" in _raises(DecodeError, named_form.decode_dict, payload)
+
+
 def test_bad_values_are_refused_naming_message_and_field():
     tele = list(_example(catalog.fields(catalog.TELEMETRY)))
     tele[4] = 70000

@@ -53,7 +53,19 @@ def field(msg_id: int, f: tuple[Any, ...]) -> st.SearchStrategy[Any]:
     return st.lists(_record(rec), max_size=_MAX_ITEMS[ftype])
 
 
+def _history() -> st.SearchStrategy[tuple[Any, ...]]:
+    # the stream says what the bodies are: samples (0), events (1); other streams carry
+    # bodies this version does not know (kept as bytes)
+    head = st.tuples(scalar("u32"), scalar("u32"), st.integers(0, 1))
+    samples_ = st.tuples(st.just(catalog.STREAM_SAMPLES), head, _bodies(catalog.fields(catalog.TELEMETRY), 8))
+    events = st.tuples(st.just(catalog.STREAM_EVENTS), head, _bodies(catalog.fields(catalog.EVENT), 10))
+    other = st.tuples(st.integers(2, 255), head, st.lists(st.binary(min_size=5, max_size=5), max_size=20))
+    return st.one_of(samples_, events, other).map(lambda t: (t[0], *t[1], t[2]))
+
+
 def values(msg_id: int) -> st.SearchStrategy[tuple[Any, ...]]:
+    if msg_id == catalog.HISTORY:
+        return _history()
     return st.tuples(*(field(msg_id, f) for f in catalog.fields(msg_id)))
 
 
