@@ -4,6 +4,7 @@
 
 from isoproto import framing
 from isoproto.errors import ProtocolError
+from isoproto.ids import is_command
 from isoproto.seqnum import seq16_add, seq16_diff
 
 # CommandReceiver.accept() verdicts
@@ -12,12 +13,29 @@ DUPLICATE = 1  # already executed: send reply_frame() again, do not execute
 DROP = 2  # ahead of the next expected (one was lost), too old, or not synced: ignore
 
 
+def command_seq(payload: bytes | bytearray | memoryview, length: int) -> int:
+    """The cmd_seq of a command payload[0:length], or -1 when it is not a command.
+
+    Read before decoding, so that a command the board cannot decode (or does not know,
+    within the command id range) is still sequenced: answer it NAK (R_MALFORMED,
+    R_UNKNOWN_COMMAND) through accept() and executed() like any other.
+    """
+    if length < 3 or not is_command(payload[0]):
+        return -1
+    return payload[1] | (payload[2] << 8)
+
+
 class CommandReceiver:
     """Board side of the command channel; preallocated, nothing allocated per command.
 
     Keeps the reply frames of the last `window` commands in one bytearray ring so a
     duplicate is answered with the original bytes. Before the first HELLO_HOST it is not
     synced and drops every command (the host must handshake first).
+
+    For every command: verdict = accept(cmd_seq); on EXECUTE run it (or refuse it), send
+    the ACK or NAK and call executed(cmd_seq, frame, n) with that reply, refused or not,
+    so that a retransmission is answered and never run twice; on DUPLICATE send
+    reply_frame(cmd_seq) again; on DROP do nothing.
     """
 
     def __init__(self, window: int = 8, reply_size: int = framing.MAX_FRAME) -> None:

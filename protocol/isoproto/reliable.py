@@ -121,6 +121,9 @@ class CommandSender:
     been retransmitted, the newer commands sent before that retransmission reached a
     board that was waiting for s and dropped them: they go again at once (go-back-N).
     Neither backs off the timer.
+
+    Keep `window` no larger than the board's reply ring (CommandReceiver's window, 8 by
+    default): a duplicate older than the ring gets no reply.
     """
 
     def __init__(

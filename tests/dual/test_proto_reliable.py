@@ -192,6 +192,15 @@ def test_receiver_executes_in_order_once_and_replays_the_original_reply():
     assert rx.accept(2) == DROP
 
 
+def test_command_seq_is_read_before_decoding():
+    from isoproto.receiver import command_seq
+
+    assert command_seq(codec.encode(catalog.START, (0x1234, 9)), 7) == 0x1234
+    assert command_seq(b"\x5f\x02\x01garbage", 10) == 0x0102  # unknown command: still sequenced
+    assert command_seq(codec.encode(catalog.ACK, (5, 0, 0)), 8) == -1
+    assert command_seq(b"\x41\x01", 2) == -1
+
+
 # -- both ends over a lossy channel -------------------------------------------------------
 
 
