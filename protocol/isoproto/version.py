@@ -3,8 +3,8 @@
 # reads the fields it knows and ignores the rest).
 #
 # Frozen across every major version, so that versions can always be compared: HELLO's id
-# (0x11) and HELLO_HOST's id (0x10), and the first two body bytes of both: major u8,
-# minor u8.
+# (0x11) and HELLO_HOST's id (0x10), the first two body bytes of both (major u8, minor u8)
+# and HELLO's third field, the firmware version (str8), so a refusal can name it.
 
 from isoproto import PROTOCOL_MAJOR, PROTOCOL_MINOR
 from isoproto.errors import DecodeError
@@ -54,3 +54,18 @@ def host_version_problem(host_major: int, host_minor: int) -> str:
         PROTOCOL_MAJOR,
         PROTOCOL_MINOR,
     )
+
+
+def hello_problem(payload: bytes | bytearray | memoryview) -> str:
+    """For the host: "" when a board's HELLO (of any version) is compatible, else the
+    refusal naming both versions, the board's firmware and what to reflash."""
+    major, minor = peer_version(payload)
+    if major == PROTOCOL_MAJOR:
+        return ""
+    firmware = ""
+    if len(payload) > 3 and 4 + payload[3] <= len(payload):
+        try:
+            firmware = bytes(payload[4 : 4 + payload[3]]).decode("utf-8")
+        except ValueError:  # not text: leave it out of the message
+            firmware = ""
+    return board_version_problem(major, minor, firmware)

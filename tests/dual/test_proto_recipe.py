@@ -13,7 +13,7 @@ from isoproto.recipe import (
     recipe_chunks,
     recipe_id,
 )
-from isoproto.version import board_version_problem, host_version_problem, peer_version
+from isoproto.version import board_version_problem, hello_problem, host_version_problem, peer_version
 
 _TYPICAL = [
     (codes.SEG_RAMP, 250.0, 1.0, 0.0),
@@ -108,3 +108,16 @@ def test_peer_version_reads_any_major_hello():
     except DecodeError:
         return
     raise AssertionError("TELEMETRY read as HELLO")
+
+
+def test_hello_problem_names_the_firmware_of_a_board_of_another_major():
+    ok = codec.encode(
+        catalog.HELLO, (PROTOCOL_MAJOR, 7, "1.9.0", "id", "sim", 0, "", "", 0, 0, 0, 0, 100, 0, 0)
+    )
+    assert hello_problem(ok) == ""  # another minor: compatible
+    future = bytes((catalog.HELLO, PROTOCOL_MAJOR + 1, 3, 5)) + b"3.0.1" + b"\xee" * 30
+    msg = hello_problem(future)
+    assert "protocol %d.3 (firmware 3.0.1)" % (PROTOCOL_MAJOR + 1) in msg
+    assert "this host speaks %d.%d" % (PROTOCOL_MAJOR, PROTOCOL_MINOR) in msg
+    garbled = bytes((catalog.HELLO, PROTOCOL_MAJOR + 1, 0, 2, 0xFF, 0xFE))
+    assert "(firmware" not in hello_problem(garbled) and "refused" in hello_problem(garbled)
