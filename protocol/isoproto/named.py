@@ -4,7 +4,7 @@
 
 import struct
 
-from isoproto import catalog, codec, wire
+from isoproto import catalog, codec, codes, wire
 from isoproto.errors import DecodeError, EncodeError
 
 
@@ -129,3 +129,28 @@ def encode_dict(name: str, named: dict) -> bytes:
     """The payload for message name from {field: value}."""
     values = values_from_dict(name, named)
     return codec.encode(catalog.message_id(name), values)
+
+
+def _reason_text(reason: int) -> str:
+    if 0 <= reason < len(codes.REASON_TEXT) and codes.REASON_TEXT[reason]:
+        return codes.REASON_TEXT[reason]
+    return "reason %d" % reason  # a newer board's code
+
+
+def reply_text(msg_id: int, values: tuple | list) -> str:
+    """Words an operator can act on for a decoded ACK or NAK, e.g. "refused: target above
+    the maximum working pressure (segment 4); ramp-up rate above the device maximum
+    (segment 4)"."""
+    if msg_id == catalog.ACK:
+        return "done"
+    if msg_id != catalog.NAK:
+        raise DecodeError("reply_text takes ACK or NAK, not 0x%02x" % msg_id)
+    result, reason, detail, problems = values[1], values[2], values[3], values[4] or []
+    verb = "refused" if result == codes.RESULT_REJECTED else "failed"
+    if problems:
+        parts = ["%s (segment %d)" % (_reason_text(p[0]), p[1]) for p in problems]
+    elif detail:
+        parts = ["%s (detail %d)" % (_reason_text(reason), detail)]
+    else:
+        parts = [_reason_text(reason)]
+    return verb + ": " + "; ".join(parts)

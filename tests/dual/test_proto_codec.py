@@ -202,3 +202,22 @@ def test_the_wire_table_is_the_catalog_in_compact_form():
     assert catalog.record_formats() == wire.RECORD_FORMATS
     for m in catalog.MESSAGES:
         assert codec.field_count(m[0]) == len(m[4])
+
+
+def test_replies_in_words():
+    assert named_form.reply_text(catalog.ACK, (1, 0, 3)) == "done"
+    nak = (
+        7,
+        codes.RESULT_REJECTED,
+        codes.R_TARGET_TOO_HIGH,
+        4,
+        [(codes.R_TARGET_TOO_HIGH, 4), (codes.R_HOLD_TOO_LONG, 9)],
+    )
+    assert named_form.reply_text(catalog.NAK, nak) == (
+        "refused: target above the maximum working pressure (segment 4); "
+        "hold longer than the device maximum (segment 9)"
+    )
+    assert named_form.reply_text(catalog.NAK, (1, codes.RESULT_REJECTED, codes.R_BAD_STATE, 0, [])) == (
+        "refused: not allowed in the press's current state"
+    )
+    assert named_form.reply_text(catalog.NAK, (1, codes.RESULT_ERROR, 200, 0, [])) == "failed: reason 200"
