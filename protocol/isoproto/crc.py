@@ -1,15 +1,20 @@
-# CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, not reflected, xorout 0. Check value: the
-# CRC of b"123456789" is 0x29B1. It equals CPython's binascii.crc_hqx(data, 0xFFFF), which
-# runs at C speed on the host; MicroPython's binascii has only crc32, so the board uses the
-# table-driven version below (the table is built on first use: 512 bytes).
+# The frame check: CRC-16 with the CCITT polynomial 0x1021, init 0xFFFF, not reflected,
+# and a final xor of 0xFFFF (catalogued as CRC-16/GENIBUS; check value of b"123456789":
+# 0xD64E). crc16() is the register without the final xor, i.e. CRC-16/CCITT-FALSE (check
+# 0x29B1), which equals CPython's binascii.crc_hqx(data, 0xFFFF) and runs at C speed on
+# the host; MicroPython's binascii has only crc32, so the board uses the table-driven
+# version below (the table is built on first use: 512 bytes). frame_crc() adds the xor.
 #
-# Frames carry the CRC big-endian after the payload. Because the CRC is not reflected and
-# has no final xor, the CRC over payload || crc is 0: a receiver checks a whole frame with
-# one call and compares with 0.
+# Why the final xor (the design first named plain CCITT-FALSE): with no final xor the CRC
+# over payload || crc is 0, and it stays 0 when zero bytes are appended, so a frame that
+# picks up one stray byte (a 0x01 before its delimiter means "one more 0x00" to COBS) would
+# be accepted with a longer payload. The fuzz found exactly that; with the xor, single-byte
+# damage gets through at the 2^-16 rate of any other error (docs/protocol.md, section 1).
 
 import binascii
 
 CRC_INIT = 0xFFFF
+FRAME_XOROUT = 0xFFFF
 
 _table = None
 
@@ -72,3 +77,8 @@ if _crc_hqx is not None:  # CPython: C speed
 
 else:  # MicroPython
     crc16 = crc16_table
+
+
+def frame_crc(data: bytes | bytearray | memoryview, start: int = 0, end: int = -1) -> int:
+    """The CRC a frame carries after data[start:end] (end -1 = to the end)."""
+    return crc16(data, start, end) ^ FRAME_XOROUT

@@ -1,7 +1,7 @@
 # Frames on the wire: COBS(payload || crc16) || 0x00.
 #
 #   payload  = msg_id u8 || body          1 .. MAX_PAYLOAD (250) bytes
-#   crc16    = CRC-16/CCITT-FALSE over the payload, big-endian (isoproto.crc)
+#   crc16    = CRC-16 (poly 0x1021, init 0xFFFF, xorout 0xFFFF) of the payload, big-endian
 #   COBS     = one code byte per run of non-zero bytes: +1 byte for <= 252 bytes
 #   0x00     = the delimiter; it never appears inside a frame
 #
@@ -15,7 +15,7 @@
 # frame), StreamDecoder for the host (bytes.split and binascii: about 3x faster on CPython).
 
 from isoproto import cobs
-from isoproto.crc import crc16
+from isoproto.crc import frame_crc
 from isoproto.errors import FrameError
 
 try:
@@ -51,7 +51,7 @@ def frame_into(dst: bytearray, off: int, payload: bytearray, n: int) -> int:
     _check_payload_len(n)
     if len(payload) < n + CRC_SIZE:
         raise FrameError("payload buffer needs 2 spare bytes after the payload for the CRC")
-    crc = crc16(payload, 0, n)
+    crc = frame_crc(payload, 0, n)
     payload[n] = crc >> 8
     payload[n + 1] = crc & 0xFF
     written = cobs.encode_into(payload, n + CRC_SIZE, dst, off)
@@ -66,7 +66,7 @@ def frame(payload: bytes | bytearray | memoryview) -> bytes:
     """The frame for one payload, delimiter included (host side: returns new bytes)."""
     n = len(payload)
     _check_payload_len(n)
-    crc = crc16(payload)
+    crc = frame_crc(payload)
     return cobs.encode(bytes(payload) + bytes((crc >> 8, crc & 0xFF))) + b"\0"
 
 
@@ -154,7 +154,7 @@ class FrameDecoder:
         if q != n or self._code0 == 0xFF or n < 3:
             self.cobs_errors += 1
             return False
-        if crc16(buf, 0, n) != 0:
+        if frame_crc(buf, 0, n - CRC_SIZE) != (buf[n - 2] << 8) | buf[n - 1]:
             self.crc_errors += 1
             return False
         self.payload_len = n - CRC_SIZE
@@ -241,7 +241,7 @@ class StreamDecoder:
         if i != n or n < 4:
             self.cobs_errors += 1
             return None
-        if crc16(buf, 1) != 0:
+        if frame_crc(buf, 1, n - CRC_SIZE) != (buf[n - 2] << 8) | buf[n - 1]:
             self.crc_errors += 1
             return None
         self.frames_ok += 1

@@ -1,4 +1,4 @@
-# CRC-16/CCITT-FALSE, COBS and the two stream decoders, under CPython and MicroPython.
+# The frame CRC, COBS and the two stream decoders, under CPython and MicroPython.
 
 import random
 
@@ -14,7 +14,7 @@ def _on_the_wire(payload, stream):
     # COBS without 0xFF codes is canonical: a payload was decoded from a frame with the right
     # CRC exactly when its correct frame (bitwise reference CRC) stands between delimiters.
     assert 1 <= len(payload) <= framing.MAX_PAYLOAD
-    c = crc.crc16_bitwise(payload)
+    c = crc.crc16_bitwise(payload) ^ 0xFFFF  # the frame CRC from the reference implementation
     block = cobs.encode(payload + bytes((c >> 8, c & 0xFF))) + b"\x00"
     at = stream.find(block)
     while at >= 0:
@@ -39,10 +39,21 @@ def test_crc_check_value_and_implementations_agree():
         assert crc.crc16_table(buf, 2, 2 + n) == ref
 
 
-def test_crc_over_payload_and_its_crc_is_zero():
-    data = b"\x20isopress"
-    c = crc.crc16(data)
-    assert crc.crc16(data + bytes((c >> 8, c & 0xFF))) == 0
+def test_the_frame_crc_is_crc16_genibus():
+    # poly 0x1021, init 0xFFFF, xorout 0xFFFF: the catalogued check value
+    assert crc.frame_crc(b"123456789") == 0xD64E
+    assert crc.frame_crc(b"x123456789y", 1, 10) == 0xD64E
+
+
+def test_a_stray_byte_before_the_delimiter_is_detected():
+    # Without the final xor this damage (COBS reads 0x01 as one more 0x00 after the CRC)
+    # passed the check for every frame; now each golden-like frame refuses it.
+    for seq in range(200):
+        frame = framing.frame(_tele(seq))
+        for stray in (b"\x01", b"\x01\x01", b"\x02\x00"[:1]):
+            damaged = frame[:-1] + stray + b"\x00"
+            assert framing.StreamDecoder().feed(damaged) == []
+            assert framing.FrameDecoder().feed(damaged) == []
 
 
 def test_cpython_uses_binascii_crc_hqx_and_micropython_the_table():

@@ -88,4 +88,4 @@ def test_a_hand_checked_telemetry_frame():
     assert payload == _unhex("2001000000020000000080" + "7a430000" + "7b43030004000500060708090" + "0")
     frame = framing.frame(payload)
     assert len(frame) == 32
-    assert frame == _unhex("032001010102020101010480" + "7a4301047b4303020402050506070809" + "03b14d00")
+    assert frame == _unhex("032001010102020101010480" + "7a4301047b4303020402050506070809" + "034eb200")

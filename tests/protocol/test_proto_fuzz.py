@@ -80,7 +80,7 @@ def _input(rng: random.Random, pool: list[bytes]) -> bytes:
 
 
 def _on_the_wire(payload: bytes, window: bytes, window_is_start: bool) -> bool:
-    c = crc.crc16_bitwise(payload)
+    c = crc.crc16_bitwise(payload) ^ 0xFFFF  # the frame CRC, from the reference implementation
     block = cobs.encode(payload + bytes((c >> 8, c & 0xFF))) + b"\0"
     at = window.find(block)
     while at >= 0:

@@ -13,7 +13,7 @@ from proto_strategies import message, same, scalar
 
 from isoproto import catalog, codec, crc, framing, samples
 from isoproto import named as named_form
-from isoproto.errors import EncodeError, FrameError
+from isoproto.errors import DecodeError, EncodeError, FrameError
 from isoproto.writer import FrameWriter
 
 
@@ -203,8 +203,22 @@ def test_damaged_streams_never_yield_a_wrong_message_and_recover_every_intact_fr
     # no wrong message: everything decoded was sent, in order
     indices = []
     for p in got_host:
-        assert p in payloads, f"a payload that was never sent was decoded: {p.hex()}"
-        indices.append(payloads.index(p))
+        if p in payloads:
+            indices.append(payloads.index(p))
+            continue
+        # CRC-16 let a damaged frame through: the design allows that with probability
+        # ~2^-16 per damaged frame (the `make fuzz` profile finds such cases, e.g. one byte
+        # inserted just before the CRC). It is still no wrong message if the catalog
+        # refuses it (the host drops it) or reads the values of the frame it came from (a
+        # byte after the last field is what a newer minor sends, and is ignored).
+        event("CRC-16 collision")
+        try:
+            msg = codec.decode(p)
+        except DecodeError:
+            continue
+        same_as = [i for i, q in enumerate(payloads) if same(codec.decode(q), msg)]
+        assert same_as, f"a message that was never sent was decoded: {p.hex()}"
+        indices.append(same_as[0])
     assert indices == sorted(set(indices))
     event(f"damaged frames: {len(payloads) - len(intact)}")
     event(f"intact frames decoded: {len(intact)}")
