@@ -136,7 +136,7 @@ class CommandSender:
         rto_max_ms: int = 2000,
         max_tries: int = 8,
         max_outcomes: int = 256,
-    ):
+    ) -> None:
         if not 1 <= window <= 1024:
             raise ValueError("window must be 1..1024")
         if not 0 < rto_min_ms <= rto_initial_ms <= rto_max_ms:
@@ -341,7 +341,7 @@ class SequenceTracker:
         retry_ms: int = 1000,
         max_requests: int = 2,
         horizon: int = 0x10000,
-    ):
+    ) -> None:
         self.stream = stream
         self.max_ranges = max_ranges
         self.max_request = max_request
