@@ -8,7 +8,7 @@ import struct
 import sys
 
 from isoproto import catalog, codec, framing, samples
-from isoproto.history import RecordRing
+from isoproto.history import HistoryReply, RecordRing
 from isoproto.receiver import EXECUTE, CommandReceiver
 from isoproto.writer import FrameWriter
 
@@ -99,8 +99,30 @@ def test_telemetry_encode_into_a_preallocated_buffer_allocates_nothing():
     def event_frame():
         w.event(5, 77, 7000, 1, 10, 0, pressure)
 
+    problems = ((6, 2), (7, 5))  # the firmware's own preallocated list of problems
+    reply = HistoryReply(ring, 0)
+
+    def replies_and_heartbeat():
+        w.heartbeat(7000, 4, 123456, 9)
+        w.ack(65535, 0, 12)
+        w.nak(3, 1, 6, 2, problems)
+
+    def history_chunks():
+        reply.start(70, 8)
+        while w.history_chunk(reply):
+            pass
+
     pack_telemetry_frame()  # first call builds the CRC table (once, 512 bytes)
-    for fn in (pack_sample, pack_telemetry_frame, ring_and_frame, event_frame):
+    for seq in range(60, 77):
+        ring.append(seq)
+    for fn in (
+        pack_sample,
+        pack_telemetry_frame,
+        ring_and_frame,
+        event_frame,
+        replies_and_heartbeat,
+        history_chunks,
+    ):
         assert _alloc(fn) == 0, fn
     want = framing.frame(codec.encode(catalog.TELEMETRY, (77, 7000, 251.5, 250.0, 900, 0, 0, 4, 1, 2, 3)))
     ring_and_frame()
