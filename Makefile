@@ -39,6 +39,12 @@ demo: $(INSTALLED)
 bench: deps broker
 	$(BIN)/python -m bench
 
+# The protocol decoders for much longer than `make test` does: FUZZ_EXAMPLES random
+# inputs (default 3 000 000) and hypothesis's random profile (5000 examples a test): ~4 min.
+FUZZ_EXAMPLES ?= 3000000
+fuzz: deps
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -p no:cacheprovider tests/protocol $(PYTEST_ARGS)
+
 lint: deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy

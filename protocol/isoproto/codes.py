@@ -153,6 +153,7 @@ R_EMPTY_RECIPE = const(19)
 R_TARGET_NEGATIVE = const(20)
 R_RATE_NOT_POSITIVE = const(21)
 R_BUSY = const(22)  # window full or chunked load in progress from another recipe
+R_RECIPE_HASH = const(23)  # the recipe id does not match the segments received
 
 REASON_NAMES = (
     "none",
@@ -178,6 +179,7 @@ REASON_NAMES = (
     "target_negative",
     "rate_not_positive",
     "busy",
+    "recipe_hash",
 )
 
 REASON_TEXT = (
@@ -204,6 +206,7 @@ REASON_TEXT = (
     "target pressure is negative",
     "rate must be positive",
     "the board is busy; retry",
+    "the recipe id does not match the segments received (chunks corrupted or mixed)",
 )
 
 # -- recipe segment kinds -------------------------------------------------------------

@@ -7,7 +7,7 @@ def test_every_state_fault_reason_and_event_has_a_name():
     assert len(codes.STATE_NAMES) == codes.ST_ESTOP + 1
     assert len(codes.FAULT_NAMES) == codes.FAULT_COUNT
     assert len(codes.FAULT_TEXT) == codes.FAULT_COUNT
-    assert len(codes.REASON_NAMES) == codes.R_BUSY + 1
+    assert len(codes.REASON_NAMES) == codes.R_RECIPE_HASH + 1
     assert len(codes.REASON_TEXT) == len(codes.REASON_NAMES)
     assert len(codes.EVENT_NAMES) == codes.EV_BOOT + 1
     assert len(codes.RESET_NAMES) == codes.RESET_DEEPSLEEP + 1
