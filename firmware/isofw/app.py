@@ -15,6 +15,10 @@ from isofw.control import ActuatorModel, PressureController
 from isofw.core import Inputs, PressCore
 from isofw.profile import DeviceProfile
 
+# Free heap below which the loop collects even off its cadence: far more than one tick
+# allocates (see docs/firmware.md), so step() never triggers a collection itself.
+GC_RESERVE_BYTES = 16384
+
 
 def build_core(config: dict, errors=(), board_kind="", reset_cause=0, boot_count=0, packers=(None, None)):
     """A PressCore from a complete config (isofw.config.load); errors make it fault-only."""
@@ -73,7 +77,7 @@ def load_config(board) -> tuple:
     boot: it is imported here and dropped again, which gives its ~13 KB back to the heap."""
     from isofw import config as config_mod
 
-    config, errors = config_mod.load(board.read_config_text(), board.required_pins)
+    config, errors = config_mod.load(board.read_config_text(), board.name)
     del config_mod
     sys.modules.pop("isofw.config", None)
     import isofw
@@ -90,6 +94,7 @@ def boot(board, packers=(None, None)) -> PressCore:
     config, errors = load_config(board)
     for line in errors:
         print("config error:", line)
+    board.configure(config)
     return build_core(config, errors, board.name, board.reset_cause(), board.boot_count(), packers)
 
 
@@ -105,6 +110,7 @@ def run(board, core: PressCore, link=None, observer=None) -> int:
     armed_counts = core.trip_counts
     board.arm_overpressure_trip(armed_counts)
     gc_every = core.gc_every_ticks
+    mem_free = getattr(gc, "mem_free", None)  # MicroPython only
     gc_count = 0
     # The core's clock: milliseconds since boot, advanced by the tick schedule, so it
     # never wraps like the board's ticks_ms().
@@ -131,8 +137,11 @@ def run(board, core: PressCore, link=None, observer=None) -> int:
         if irq_ticks != last_irq_ticks:
             board.feed_watchdog()
             last_irq_ticks = irq_ticks
+        # Collect on a fixed cadence, and at once when free heap runs low: MicroPython
+        # collects by itself only when an allocation fails, which must never happen
+        # inside step(), between a measurement and the actuation that depends on it.
         gc_count += 1
-        if gc_count >= gc_every:
+        if gc_count >= gc_every or (mem_free is not None and mem_free() < GC_RESERVE_BYTES):
             gc_count = 0
             gc.collect()
         missed = board.wait_next_tick()

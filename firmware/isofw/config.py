@@ -32,7 +32,7 @@ TOP_FIELDS = (
     ("watchdog_ms", "i", 100, 8000, 500),
     ("telemetry_decimation", "i", 1, 100, 1),
     ("history_samples", "i", 16, 2048, 1024),
-    ("gc_every_ticks", "i", 1, 100, 1),
+    ("gc_every_ticks", "i", 1, 100, 10),
 )
 
 CALIBRATION_FIELDS = (
@@ -93,6 +93,9 @@ PIN_FIELDS = (
     "glovebox_ok",
     "status_led",
 )
+
+# The pins each real board must have in its pin map (the virtual board has none).
+BOARD_PINS = {"rp2": PIN_FIELDS, "esp32": PIN_FIELDS, "sim": ()}
 
 _SECTIONS = ("profile", "calibration", "control", "safety", "pins")
 _TOP_KEYS = ("board", "board_id", "checksum") + _SECTIONS
@@ -158,7 +161,7 @@ def _check(section: str, fields, given, out: dict, errors: list):
         out[name] = v
 
 
-def validate(doc, required_pins=()) -> tuple:
+def validate(doc, board_name="") -> tuple:
     """Check a parsed config document; returns (config, errors).
 
     config has every section filled in (defaults where a key may be omitted); errors
@@ -178,6 +181,9 @@ def validate(doc, required_pins=()) -> tuple:
             errors.append("%s: must be text of at most 32 characters" % key)
             v = ""
         config[key] = v
+    if board_name and config["board"] != board_name:
+        errors.append("board: is %r, this is a %r board (wrong config file?)" % (config["board"], board_name))
+    required_pins = BOARD_PINS.get(board_name, ())
     top = {}
     for name, _, _, _, _ in TOP_FIELDS:
         if name in doc:
@@ -243,14 +249,14 @@ def validate(doc, required_pins=()) -> tuple:
         for key in required_pins:
             if key not in pins:
                 errors.append("pins.%s: missing" % key)
-        if config["safety"].get("second_transducer") and "transducer2_adc" not in pins and required_pins:
+        if config["safety"]["second_transducer"] and "transducer2_adc" not in pins and required_pins:
             errors.append("pins.transducer2_adc: missing (safety.second_transducer is true)")
     return (config, errors)
 
 
 def defaults() -> dict:
     """A complete config of defaults: what a fault-only core is built from."""
-    config = {"board": "", "board_id": ""}
+    config: dict = {"board": "", "board_id": ""}
     for name, _, _, _, default in TOP_FIELDS:
         config[name] = default
     for section, fields in (
@@ -264,7 +270,7 @@ def defaults() -> dict:
     return config
 
 
-def load(text, required_pins=()) -> tuple:
+def load(text, board_name="") -> tuple:
     """Parse, checksum-check and validate config text; returns (config, errors).
 
     text None means the file is missing. Never raises: every problem is an error string.
@@ -272,7 +278,7 @@ def load(text, required_pins=()) -> tuple:
     """
     doc, errors = _parse(text)
     if not errors:
-        config, errors = validate(doc, required_pins)
+        config, errors = validate(doc, board_name)
         if not errors:
             return (config, errors)
     return (defaults(), errors)

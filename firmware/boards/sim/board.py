@@ -23,15 +23,20 @@ from isofw.safety import IN_CLOSURE_LOCKED, IN_ESTOP_RELEASED, IN_GLOVEBOX_OK
 from isoproto.codes import RESET_POWER_ON, STATE_NAMES
 from plant import Vessel
 
-try:
-    from time import ticks_diff, ticks_us
-except ImportError:  # CPython (unit tests): a monotonic microsecond clock
+# MicroPython's ticks_us wraps and is compared with ticks_diff; CPython (the unit tests)
+# has a monotonic nanosecond counter instead. Looked up by name: each interpreter's
+# stubs know only one of them.
+_TICKS_US = getattr(time, "ticks_us", None)
+_TICKS_DIFF = getattr(time, "ticks_diff", None)
+_PERF_NS = getattr(time, "perf_counter_ns", None)
 
-    def ticks_us():
-        return time.perf_counter_ns() // 1000
 
-    def ticks_diff(a, b):
-        return a - b
+def _ticks_us() -> int:
+    return _TICKS_US() if _TICKS_US else _PERF_NS() // 1000  # type: ignore[misc]
+
+
+def _ticks_diff(a: int, b: int) -> int:
+    return _TICKS_DIFF(a, b) if _TICKS_DIFF else a - b
 
 
 _HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
@@ -89,7 +94,6 @@ class SimTransducer:
 
 class SimBoard:
     name = "sim"
-    required_pins = ()
 
     def __init__(self, config_text=None, sim_s=10.0, seed=1, print_every_s=0.0, measure_time=True):
         self.config_text = config_text
@@ -151,10 +155,14 @@ class SimBoard:
         self.peak_mpa = 0.0
         self.trace = None  # list of rows when tracing
         self.trace_every_ms = 0
+        self.script = []  # what the scripted host does (make() sets the demo's)
 
     # -- configuration, identity ------------------------------------------------------
     def read_config_text(self):
         return self.config_text
+
+    def configure(self, config: dict):
+        self.watchdog_ms = config.get("watchdog_ms", 500)
 
     def reset_cause(self) -> int:
         return RESET_POWER_ON
@@ -166,7 +174,7 @@ class SimBoard:
     def start_clock(self, period_ms: int):
         self._period_ms = period_ms
         self._deadline = self._now_ms + period_ms
-        self._tick_started_us = ticks_us()
+        self._tick_started_us = _ticks_us()
 
     def wait_next_tick(self) -> int:
         """Advance the plant to the next tick, running the 1 kHz interrupt on the way.
@@ -176,7 +184,7 @@ class SimBoard:
         """
         missed = 0
         if self.measure_time:
-            spent_us = ticks_diff(ticks_us(), self._tick_started_us)
+            spent_us = _ticks_diff(_ticks_us(), self._tick_started_us)
             self.loop_ticks += 1
             self.loop_us_total += spent_us
             if spent_us > self.loop_us_max:
@@ -191,7 +199,7 @@ class SimBoard:
         self.keep_running = self._now_ms < self.end_ms
         if self.trace_every_ms and self._now_ms % self.trace_every_ms == 0 and self.trace is not None:
             self.trace.append(self.trace_row())
-        self._tick_started_us = ticks_us()
+        self._tick_started_us = _ticks_us()
         return missed
 
     def advance_1ms(self):
