@@ -46,18 +46,18 @@ CALIBRATION_FIELDS = (
 )
 
 CONTROL_FIELDS = (
-    ("kp_per_s", "f", 0.0, 50.0, 2.0),
+    ("kp_per_s", "f", 0.0, 50.0, 1.5),
     ("ki_per_s2", "f", 0.0, 50.0, 0.4),
     ("hold_ki_per_s2", "f", 0.0, 50.0, 0.8),
     ("integral_limit_mpa_s", "f", 0.0, 10.0, 0.5),
-    ("switch_band_mpa_s", "f", 0.0, 5.0, 0.03),
+    ("switch_band_mpa_s", "f", 0.0, 5.0, 0.1),
     ("pump_rate_mpa_s", "f", 0.01, 100.0, 2.0),
     ("pump_stall_mpa", "f", 10.0, 2000.0, 450.0),
     ("vent_rate_mpa_s", "f", 0.001, 100.0, 0.36),
     ("stiffening_per_mpa", "f", 0.0, 0.1, 0.00333),
-    ("filter_alpha", "f", 0.01, 1.0, 0.15),
-    ("filter_beta", "f", 0.0, 1.0, 0.004),
-    ("ambient_mpa", "f", 0.1, 20.0, 2.0),
+    ("filter_alpha", "f", 0.01, 1.0, 0.05),
+    ("filter_beta", "f", 0.0, 1.0, 0.0005),
+    ("ambient_mpa", "f", 0.05, 20.0, 0.2),
 )
 
 SAFETY_FIELDS = (

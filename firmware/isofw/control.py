@@ -73,7 +73,7 @@ class PressureFilter:
 
     __slots__ = ("alpha", "beta", "pressure_mpa", "primed", "rate_mpa_s")
 
-    def __init__(self, alpha=0.15, beta=0.004):
+    def __init__(self, alpha=0.05, beta=0.0005):
         self.alpha = alpha
         self.beta = beta
         self.pressure_mpa = 0.0
@@ -114,11 +114,11 @@ class PressureController:
 
     def __init__(
         self,
-        kp_per_s=2.0,
+        kp_per_s=1.5,
         ki_per_s2=0.4,
         hold_ki_per_s2=0.8,
         integral_limit_mpa_s=0.5,
-        switch_band_mpa_s=0.03,
+        switch_band_mpa_s=0.1,
         model=None,
     ):
         self.kp_per_s = kp_per_s
@@ -142,11 +142,23 @@ class PressureController:
         self.pump_duty = 0
         self.vent_duty = 0
 
-    def update(self, dt_s, setpoint_mpa, setpoint_rate_mpa_s, pressure_mpa, holding=False):
-        """Advance by dt_s; sets pump_duty and vent_duty (0..65535), returns the rate asked."""
+    def update(
+        self, dt_s, setpoint_mpa, setpoint_rate_mpa_s, pressure_mpa, holding=False, max_fall_mpa_s=0.0
+    ):
+        """Advance by dt_s; sets pump_duty and vent_duty (0..65535), returns the rate asked.
+
+        max_fall_mpa_s > 0 caps how fast the controller may ask the pressure to fall:
+        decompression is what cracks samples, so an error at the start of a ramp down
+        (or an overshoot in a hold) is corrected no faster than the recipe's down-rate.
+        """
         error = setpoint_mpa - pressure_mpa
         demand = setpoint_rate_mpa_s + self.kp_per_s * error + self.integral_mpa_s
+        capped = max_fall_mpa_s > 0.0 and demand < -max_fall_mpa_s
+        if capped:
+            demand = -max_fall_mpa_s
         saturated = self._split(demand, pressure_mpa)
+        if capped:
+            saturated = -1
         # Anti-windup (conditional integration): stop integrating while the actuator that
         # the error calls for is already flat out, and keep the integral bounded.
         if not ((saturated > 0 and error > 0.0) or (saturated < 0 and error < 0.0)):

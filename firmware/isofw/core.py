@@ -151,9 +151,9 @@ class PressCore:
         calibration: Calibration,
         controller: PressureController,
         safety: dict,
-        ambient_mpa: float = 2.0,
-        filter_alpha: float = 0.15,
-        filter_beta: float = 0.004,
+        ambient_mpa: float = 0.2,
+        filter_alpha: float = 0.05,
+        filter_beta: float = 0.0005,
         telemetry_decimation: int = 1,
         history_samples: int = 1024,
         config_errors=(),
@@ -216,6 +216,7 @@ class PressCore:
         self._limit_mpa = 0.0
         self._run_active = False
         self._vent_rate_mpa_s = 0.0
+        self._fall_cap_mpa_s = 0.0  # holds and ramps up never fall faster than this
         self._update_limits()
         self._event(EV_BOOT, reset_cause, boot_count, 0.0)
 
@@ -384,9 +385,11 @@ class PressCore:
                 self.segment = gen.index
                 self._event(EV_SEGMENT_CHANGED, gen.index, self.run_id, self.pressure_mpa)
             self._set_state(self._phase_state())
-            self._drive(dt_s, gen.setpoint_mpa, gen.rate_mpa_s, self.state == ST_HOLDING)
+            rate = gen.rate_mpa_s
+            max_fall = -rate if rate < 0.0 else self._fall_cap_mpa_s
+            self._drive(dt_s, gen.setpoint_mpa, rate, self.state == ST_HOLDING, max_fall)
         elif state == ST_PAUSED:
-            self._drive(dt_s, self.setpoint_mpa, 0.0, True)
+            self._drive(dt_s, self.setpoint_mpa, 0.0, True, self._fall_cap_mpa_s)
         else:
             self.setpoint_rate_mpa_s = 0.0
             self._safe_outputs()
@@ -399,11 +402,13 @@ class PressCore:
             return ST_DEPRESSURISING
         return ST_HOLDING
 
-    def _drive(self, dt_s: float, setpoint_mpa: float, rate_mpa_s: float, holding: bool):
+    def _drive(
+        self, dt_s: float, setpoint_mpa: float, rate_mpa_s: float, holding: bool, max_fall_mpa_s: float
+    ):
         c = self.controller
         self.setpoint_mpa = setpoint_mpa
         self.setpoint_rate_mpa_s = rate_mpa_s
-        c.update(dt_s, setpoint_mpa, rate_mpa_s, self.pressure_mpa, holding)
+        c.update(dt_s, setpoint_mpa, rate_mpa_s, self.pressure_mpa, holding, max_fall_mpa_s)
         self.pump_duty = c.pump_duty
         self.vent_duty = c.vent_duty
         self.dump_closed = True
@@ -424,7 +429,7 @@ class PressCore:
         sp = self.setpoint_mpa - self._vent_rate_mpa_s * dt_s
         if sp < 0.0:
             sp = 0.0
-        self._drive(dt_s, sp, -self._vent_rate_mpa_s, False)
+        self._drive(dt_s, sp, -self._vent_rate_mpa_s, False, self._vent_rate_mpa_s)
         self.pump_duty = 0
 
     def _finish(self, final_state: int):
@@ -592,6 +597,7 @@ class PressCore:
         self.monitor.reset()
         self.sensing.reset()
         self.setpoints.start(self.recipe, self.now_ms, self.pressure_mpa)
+        self._fall_cap_mpa_s = self.recipe.vent_rate_mpa_s(self.profile)
         self.segment = 0
         self.setpoint_mpa = self.pressure_mpa
         self._event(EV_RUN_STARTED, 0, self.run_id, self.pressure_mpa)

@@ -3,9 +3,10 @@
 # Plausibility, in the order a reading has to pass:
 #   NAMUR NE43 bands: <= 3.6 mA (open wire) or >= 21 mA (short) is a failed transducer,
 #     whatever it claims; 3.6-3.8 and 20.5-21 mA are read as values;
-#   slew: a reading further from the filter's prediction than the press can physically
-#     move in one tick (plus a noise allowance) is rejected as a spike and the filter
-#     coasts; slew_ticks such readings in a row are a fault (the signal jumped and stayed);
+#   slew: a reading further from the last accepted one than the press can physically move
+#     in the time between them (plus a noise allowance) is rejected as a spike and the
+#     filter coasts; slew_ticks such readings in a row are a fault (the signal jumped and
+#     stayed there);
 #   stuck: while the pump is driven, the oversampled counts must move; a spread under
 #     stuck_band_counts over stuck_window_ms is a frozen signal;
 #   mismatch: an optional second transducer must agree within mismatch_mpa, continuously
@@ -27,7 +28,7 @@ BIT_MISMATCH = const(0x0100)  # 1 << F_TRANSDUCER_MISMATCH
 
 
 class PressureInput:
-    def __init__(self, calibration, safety: dict, filter_alpha=0.15, filter_beta=0.004):
+    def __init__(self, calibration, safety: dict, filter_alpha=0.05, filter_beta=0.0005):
         self.safety = safety
         self.filter = PressureFilter(filter_alpha, filter_beta)
         self.calibration = calibration
@@ -46,6 +47,7 @@ class PressureInput:
         self.level = 0  # fault bits whose cause is a level that is present now
         self.spikes = 0  # rejected single readings (counted, not faults)
         self._slew_run = 0
+        self._have_reading = False
         self._stuck_start_ms = -1
         self._stuck_min = 0.0
         self._stuck_max = 0.0
@@ -57,6 +59,7 @@ class PressureInput:
         self.low_counts = calibration.ma_to_counts(self.safety["namur_low_ma"])
         self.high_counts = calibration.ma_to_counts(self.safety["namur_high_ma"])
         self.filter.primed = False
+        self._have_reading = False
 
     def reset(self):
         self._slew_run = 0
@@ -81,9 +84,11 @@ class PressureInput:
         f = self.filter
         if valid:
             measured = cal.counts_to_mpa(counts)
-            if f.primed and dt_s > 0.0:
-                allowed = safety["slew_max_mpa_s"] * dt_s + safety["slew_noise_mpa"]
-                jump = measured - f.predict(dt_s)
+            # Slew: compared with the last accepted reading, not the filter, so a fast
+            # but real change (the dump valve: ~170 MPa/s) is never mistaken for one.
+            if self._have_reading and dt_s > 0.0:
+                allowed = safety["slew_max_mpa_s"] * dt_s * (self._slew_run + 1) + safety["slew_noise_mpa"]
+                jump = measured - self.measured_mpa
                 if jump > allowed or jump < -allowed:
                     self._slew_run += 1
                     if self._slew_run >= safety["slew_ticks"]:
@@ -95,6 +100,7 @@ class PressureInput:
                     self._slew_run = 0
             if valid:
                 self.measured_mpa = measured
+                self._have_reading = True
                 f.update(dt_s, measured)
             else:
                 f.coast(dt_s)

@@ -431,6 +431,44 @@ class ScriptedHost:
 DEMO_SCRIPT = [(0, "load", [ramp(250.0, 1.0), hold(30.0), ramp(0.0, 1.0)]), (100, "start", None)]
 
 
+def config_with(overrides=None, path: str = CONFIG_PATH) -> str:
+    """The sim's config.json with overrides ({"section": {"key": value}} or {"key": value})
+    applied and the checksum resealed: what a user's edited-and-sealed config would be."""
+    from isofw.config import compute_checksum
+
+    with open(path) as f:
+        doc = json.load(f)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict):
+            doc[key].update(value)
+        else:
+            doc[key] = value
+    doc["checksum"] = "crc32:00000000"
+    text = json.dumps(doc)
+    return text.replace("crc32:00000000", compute_checksum(text))
+
+
+def simulate(script, sim_s: float, seed: int = 1, config_text=None, measure_time=False, setup=None):
+    """Boot the firmware on a virtual board and run script for sim_s of virtual time.
+
+    Returns (board, core, host). setup(board) runs before boot (set plant parameters,
+    a second transducer, ...). measure_time=False keeps the virtual board deterministic
+    (no overruns from the test machine's scheduling).
+    """
+    from isofw.app import boot, run
+
+    if config_text is None:
+        config_text = read_config()
+    board = SimBoard(config_text, sim_s, seed, 0.0, measure_time)
+    if setup is not None:
+        setup(board)
+    core = boot(board)
+    host = ScriptedHost(board, core, script)
+    board.link = host
+    run(board, core, host)
+    return (board, core, host)
+
+
 def read_config(path: str = CONFIG_PATH):
     try:
         with open(path) as f:
