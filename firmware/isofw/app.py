@@ -15,10 +15,6 @@ from isofw.control import ActuatorModel, PressureController
 from isofw.core import Inputs, PressCore
 from isofw.profile import DeviceProfile
 
-# Free heap below which the loop collects even off its cadence: far more than one tick
-# allocates (see docs/firmware.md), so step() never triggers a collection itself.
-GC_RESERVE_BYTES = 16384
-
 
 def build_core(config: dict, errors=(), board_kind="", reset_cause=0, boot_count=0, packers=(None, None)):
     """A PressCore from a complete config (isofw.config.load); errors make it fault-only."""
@@ -137,13 +133,16 @@ def run(board, core: PressCore, link=None, observer=None) -> int:
         if irq_ticks != last_irq_ticks:
             board.feed_watchdog()
             last_irq_ticks = irq_ticks
-        # Collect on a fixed cadence, and at once when free heap runs low: MicroPython
-        # collects by itself only when an allocation fails, which must never happen
-        # inside step(), between a measurement and the actuation that depends on it.
+        # Collect on a fixed cadence, here after the outputs: MicroPython collects by
+        # itself only when an allocation fails, which must then never happen inside
+        # step(). The budget (docs/firmware.md): gc_every_ticks * bytes allocated per
+        # tick stays well below the free heap after a collection, which is recorded.
         gc_count += 1
-        if gc_count >= gc_every or (mem_free is not None and mem_free() < GC_RESERVE_BYTES):
+        if gc_count >= gc_every:
             gc_count = 0
             gc.collect()
+            if mem_free is not None:
+                core.heap_free_after_gc = mem_free()
         missed = board.wait_next_tick()
         if missed:
             core.note_overruns(missed)

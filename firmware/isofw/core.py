@@ -209,6 +209,7 @@ class PressCore:
         self.sample_seq = -1  # newest TELEMETRY sample (-1: none yet)
         self.overruns = 0
         self.gc_every_ticks = 1  # the loop's garbage-collection cadence (app.run reads it)
+        self.heap_free_after_gc = -1  # free heap after the last collection (MicroPython)
         self.now_ms = 0
         self._last_ms = -1
         self._ticks = 0

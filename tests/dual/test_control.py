@@ -100,7 +100,9 @@ def test_fall_is_capped_at_the_given_rate():
 
 
 def test_feed_forward_follows_the_actuator_model():
-    model = ActuatorModel(pump_rate_mpa_s=2.0, pump_stall_mpa=450.0, vent_rate_mpa_s=0.36, stiffening_per_mpa=0.0)
+    model = ActuatorModel(
+        pump_rate_mpa_s=2.0, pump_stall_mpa=450.0, vent_rate_mpa_s=0.36, stiffening_per_mpa=0.0
+    )
     c = _controller(kp_per_s=0.0, ki_per_s2=0.0, model=model)
     c.update(0.01, 0.0, 1.0, 0.0)  # 1 MPa/s at ambient: half the pump's 2 MPa/s
     assert abs(c.pump_duty - 32767) <= 1

@@ -121,7 +121,9 @@ def test_a_recipe_of_max_segments_fits():
 
 
 def test_every_problem_of_every_segment_is_reported():
-    profile = DeviceProfile(max_working_mpa=400.0, max_ramp_up_mpa_s=2.0, max_ramp_down_mpa_s=1.0, max_hold_s=600.0)
+    profile = DeviceProfile(
+        max_working_mpa=400.0, max_ramp_up_mpa_s=2.0, max_ramp_down_mpa_s=1.0, max_hold_s=600.0
+    )
     r = _recipe(
         [
             ramp(450.0, 3.0),  # target too high AND rate up too high

@@ -197,7 +197,9 @@ class Esp32Board:
             s[_TRIPPED] = 1
 
     def arm_overpressure_trip(self, trip_counts: int):
-        self._irq_state[_TRIP_COUNTS] = trip_counts
+        # Down to the 12-bit ADC's step (read_u16 reports multiples of 16): a reading
+        # that can never equal the count would trip one step late.
+        self._irq_state[_TRIP_COUNTS] = trip_counts & 0xFFF0
         if not self._timer_running:
             handler = self._irq2 if self._adc2 is not None else self._irq
             self._timer.init(freq=_IRQ_HZ, mode=Timer.PERIODIC, callback=handler, hard=True)
