@@ -406,6 +406,11 @@ class PressCore:
     def _drive(
         self, dt_s: float, setpoint_mpa: float, rate_mpa_s: float, holding: bool, max_fall_mpa_s: float
     ):
+        # The fall cap limits how fast the pressure may fall, so it is loosened by however
+        # fast it is rising now: against a runaway pump the vent opens as far as it takes.
+        rising = self.monitor.rate_mpa_s
+        if rising > 0.0:
+            max_fall_mpa_s += rising
         c = self.controller
         self.setpoint_mpa = setpoint_mpa
         self.setpoint_rate_mpa_s = rate_mpa_s

@@ -12,6 +12,8 @@
 # check() returns the fault bits whose cause is present this tick; `level` holds those
 # whose cause is a condition that is still true now (a reset is refused while it is).
 
+from array import array
+
 from isoproto.codes import (
     ST_DEPRESSURISING,
     ST_HOLDING,
@@ -29,6 +31,8 @@ IN_CLOSURE_LOCKED = const(0x01)
 IN_ESTOP_RELEASED = const(0x02)
 IN_GLOVEBOX_OK = const(0x04)
 IN_ALL_OK = const(0x07)
+
+_RATE_SLOTS = const(64)  # rate window of up to 630 ms at 100 Hz
 
 BIT_HW = const(0x0001)  # 1 << F_OVERPRESSURE_HW
 BIT_SW = const(0x0002)  # 1 << F_OVERPRESSURE_SW
@@ -50,6 +54,13 @@ class SafetyMonitor:
         self.rate_margin_frac = safety["rate_margin_frac"]
         self.rate_margin_mpa_s = safety["rate_margin_mpa_s"]
         self.rate_window_ms = safety["rate_window_ms"]
+        self.rate_confirm_ms = safety["rate_confirm_ms"]
+        # The last _RATE_SLOTS filtered pressures and their times, for the rate checks.
+        self._hist_mpa = array("f", bytes(4 * _RATE_SLOTS))
+        self._hist_ms = array("i", bytes(4 * _RATE_SLOTS))
+        self._hist_next = 0
+        self._hist_count = 0
+        self.rate_mpa_s = 0.0  # the checked rate (telemetry, tests)
         self.pressurise_expected_mpa = safety["pressurise_expected_mpa"]
         self.pressurise_min_fraction = safety["pressurise_min_fraction"]
         self.leak_settle_ms = safety["leak_settle_ms"]
@@ -73,8 +84,40 @@ class SafetyMonitor:
             profile.max_ramp_down_mpa_s * (1.0 + self.rate_margin_frac) + self.rate_margin_mpa_s
         )
 
+    def _window_rate(self, now_ms: int, p: float) -> float:
+        """Rate over the last rate_window_ms of filtered pressure (0 until the window fills).
+
+        A difference over half a second answers in half a second and averages the noise
+        down; the tracking filter's own rate estimate is smoother but takes seconds to
+        follow a sudden change, too slow for a runaway pump.
+        """
+        i = self._hist_next
+        self._hist_mpa[i] = p
+        self._hist_ms[i] = now_ms
+        i += 1
+        if i == _RATE_SLOTS:
+            i = 0
+        self._hist_next = i
+        if self._hist_count < _RATE_SLOTS:
+            self._hist_count += 1
+        # Walk back to the oldest sample still inside the window.
+        back = self._hist_count - 1
+        j = i - 1 - back
+        if j < 0:
+            j += _RATE_SLOTS
+        while back > 0 and now_ms - self._hist_ms[j] > self.rate_window_ms:
+            back -= 1
+            j += 1
+            if j == _RATE_SLOTS:
+                j = 0
+        span_ms = now_ms - self._hist_ms[j]
+        if back == 0 or span_ms < self.rate_window_ms // 2:
+            return 0.0
+        return (p - self._hist_mpa[j]) * 1000.0 / span_ms
+
     def reset(self):
         """Forget every window (after a reset, a start, a new profile)."""
+        self._hist_count = 0
         self._rise_since_ms = -1
         self._fall_since_ms = -1
         self._press_start_mpa = -1.0
@@ -118,19 +161,21 @@ class SafetyMonitor:
             causes |= BIT_SW
             level |= BIT_SW
 
-        # -- rates, sustained for rate_window_ms (filtered rate; the dump's fall is expected).
-        rate = sensing.rate_mpa_s
+        # -- rates: the filtered pressure's change over rate_window_ms, beyond the limit
+        # for rate_confirm_ms (the dump valve's fall is expected and not checked).
+        rate = self._window_rate(now_ms, p)
+        self.rate_mpa_s = rate
         if rate > self.rise_limit_mpa_s:
             if self._rise_since_ms < 0:
                 self._rise_since_ms = now_ms
-            elif now_ms - self._rise_since_ms >= self.rate_window_ms:
+            if now_ms - self._rise_since_ms >= self.rate_confirm_ms:
                 causes |= BIT_RISE
         else:
             self._rise_since_ms = -1
         if dump_closed and rate < -self.fall_limit_mpa_s:
             if self._fall_since_ms < 0:
                 self._fall_since_ms = now_ms
-            elif now_ms - self._fall_since_ms >= self.rate_window_ms:
+            if now_ms - self._fall_since_ms >= self.rate_confirm_ms:
                 causes |= BIT_FALL
         else:
             self._fall_since_ms = -1

@@ -153,8 +153,10 @@ class SimBoard:
         self.trip_safe_us = -1  # the interrupt made the outputs safe
         self.safe_edges_ms = []  # virtual ms at which the outputs went from live to safe
         self.peak_mpa = 0.0
-        self.trace = None  # list of rows when tracing
-        self.trace_every_ms = 0
+        self.trace = None  # a list: rows (ms, true MPa, pump, vent, dump open) are added
+        self.trace_every_ms = 10
+        self.trace_from_ms = 0
+        self.trace_to_ms = 1 << 30
         self.script = []  # what the scripted host does (make() sets the demo's)
 
     # -- configuration, identity ------------------------------------------------------
@@ -197,7 +199,11 @@ class SimBoard:
             self.advance_1ms()
         self._deadline += self._period_ms
         self.keep_running = self._now_ms < self.end_ms
-        if self.trace_every_ms and self._now_ms % self.trace_every_ms == 0 and self.trace is not None:
+        if (
+            self.trace is not None
+            and self._now_ms % self.trace_every_ms == 0
+            and self.trace_from_ms <= self._now_ms <= self.trace_to_ms
+        ):
             self.trace.append(self.trace_row())
         self._tick_started_us = _ticks_us()
         return missed
@@ -263,15 +269,15 @@ class SimBoard:
 
     # -- inputs ---------------------------------------------------------------------------
     def read_inputs(self, inputs):
+        # Half a 12-bit step up, as on the real boards: a code stands for its step's middle.
+        p = self.vessel.pressure_mpa
         n = self._n
-        inputs.counts = self._sum / n if n else float(self.transducer.read_u16(self.vessel.pressure_mpa))
+        inputs.counts = (self._sum / n if n else float(self.transducer.read_u16(p))) + 8.0
         self._sum = 0
         self._n = 0
         if self.second_transducer:
             n2 = self._n2
-            inputs.counts2 = (
-                self._sum2 / n2 if n2 else float(self.transducer2.read_u16(self.vessel.pressure_mpa))
-            )
+            inputs.counts2 = (self._sum2 / n2 if n2 else float(self.transducer2.read_u16(p))) + 8.0
             self._sum2 = 0
             self._n2 = 0
         else:
@@ -362,7 +368,8 @@ class ScriptedHost:
     pause, resume, abort, reset, profile (8-tuple), host (present: heartbeats every
     heartbeat_ms), estop (pressed), closure (locked), glovebox (ok), pump_stuck (on),
     transducer / transducer2 (fault kind or (kind, value)), leak (ml/s per MPa),
-    pressure (set the vessel's true pressure), irq (False stops the timer interrupt).
+    pressure (set the vessel's true pressure), plant ((parameter, value) of the vessel),
+    irq (False stops the timer interrupt).
     Command replies go to self.replies.
     """
 
@@ -425,6 +432,8 @@ class ScriptedHost:
             board.vessel.leak_ml_s_per_mpa = arg
         elif verb == "pressure":
             board.vessel.pressure_mpa = arg
+        elif verb == "plant":
+            setattr(board.vessel, arg[0], arg[1])  # (parameter name, value)
         elif verb == "irq":
             board.irq_enabled = bool(arg)  # False: the timer interrupt stops
         else:
