@@ -79,7 +79,7 @@ def test_hard_trip_while_the_main_loop_is_stalled():
     # A run is under way, then the loop stalls (a long collection, a hang): the interrupt
     # keeps sampling and trips on its own.
     script = _start([ramp(300.0, 2.0), hold(100.0)])
-    board, core, host = simulate(script, 20.0)
+    board, _core, _host = simulate(script, 20.0)
     board.transducer.noise_fs = 0.0
     board.pump_stuck_on = True
     board.vessel.volume_ml = 5.0
@@ -115,7 +115,7 @@ def test_reset_is_refused_while_the_pressure_is_above_the_trip():
         board.vessel.dump_coeff_ml_s = 0.0  # a dump valve that does not open
         board.vessel.relief_mpa = 1000.0
 
-    board, core, host = simulate(script, 21.0, setup=no_dump)
+    _board, core, host = simulate(script, 21.0, setup=no_dump)
     assert host.replies[-1][2] == (codes.RESULT_REJECTED, codes.R_CAUSE_PERSISTS, codes.F_OVERPRESSURE_HW, ())
     assert core.state == codes.ST_FAULT
 
@@ -129,7 +129,7 @@ RUNAWAY = [(60000, "plant", ("pump_flow_ml_s", 3.0)), (60000, "pump_stuck", True
 
 
 def test_rise_faster_than_the_profile_vents_under_control():
-    board, core, host = simulate(_start() + RUNAWAY, 63.0, setup=_trace_from(59000, 63000))
+    board, core, _host = simulate(_start() + RUNAWAY, 63.0, setup=_trace_from(59000, 63000))
     t_rise = _first(core, codes.F_RISE_RATE)
     assert 60000 < t_rise <= 60000 + 500 + 100 + 200  # window + confirmation + filter
     assert _raised(core)[0][0] == codes.F_RISE_RATE  # before anything else
@@ -146,9 +146,9 @@ def test_software_over_pressure_dumps_at_the_limit():
     # The same runaway: above the recipe's maximum (100) plus the margin (10) it dumps.
     # The check reads the unfiltered tick mean (noise ~0.1 MPa), so it trips at the limit
     # within the noise, in the tick that saw it.
-    board, core, host = simulate(_start() + RUNAWAY, 64.0, setup=_trace_from(59000, 64000))
+    board, core, _host = simulate(_start() + RUNAWAY, 64.0, setup=_trace_from(59000, 64000))
     t_sw = _first(core, codes.F_OVERPRESSURE_SW)
-    p_at_trip = [p for ms, p, *_ in board.trace if ms == t_sw][0]
+    p_at_trip = next(p for ms, p, *_ in board.trace if ms == t_sw)
     assert abs(p_at_trip - 110.0) < 0.4
     assert _safe_after(board, t_sw) == 0
     assert board.peak_mpa < 110.5
@@ -157,7 +157,7 @@ def test_software_over_pressure_dumps_at_the_limit():
 
 def test_fall_faster_than_the_profile_is_a_fault():
     script = _start() + [(60000, "leak", 0.2)]  # a gross leak: ~20 mL/s at 100 MPa
-    board, core, host = simulate(script, 62.0)
+    _board, core, _host = simulate(script, 62.0)
     t_fall = _first(core, codes.F_FALL_RATE)
     assert 60000 < t_fall <= 61000
     assert core.state == codes.ST_FAULT
@@ -167,20 +167,20 @@ def test_fall_faster_than_the_profile_is_a_fault():
 
 
 def test_open_wire_is_namur_low_and_dumps_within_one_tick():
-    board, core, host = simulate(_start() + [(30000, "transducer", "open_wire")], 31.0)
+    board, core, _host = simulate(_start() + [(30000, "transducer", "open_wire")], 31.0)
     assert _first(core, codes.F_TRANSDUCER_LOW) == 30000 + TICK_MS
     assert _safe_after(board, 30000) == TICK_MS
     assert core.state == codes.ST_FAULT
 
 
 def test_short_circuit_is_namur_high_and_dumps_within_one_tick():
-    board, core, host = simulate(_start() + [(30000, "transducer", "short")], 31.0)
+    board, core, _host = simulate(_start() + [(30000, "transducer", "short")], 31.0)
     assert _first(core, codes.F_TRANSDUCER_HIGH) == 30000 + TICK_MS
     assert _safe_after(board, 30000) <= TICK_MS  # 24 mA also reads above the hard trip
 
 
 def test_frozen_signal_while_pumping_is_stuck():
-    board, core, host = simulate(_start() + [(20000, "transducer", "stuck")], 25.0)
+    board, core, _host = simulate(_start() + [(20000, "transducer", "stuck")], 25.0)
     t_stuck = _first(core, codes.F_TRANSDUCER_STUCK)
     assert 20000 < t_stuck <= 20000 + 2 * 2000 + TICK_MS  # within two stuck windows
     assert _safe_after(board, 20000) == t_stuck - 20000
@@ -188,16 +188,16 @@ def test_frozen_signal_while_pumping_is_stuck():
 
 def test_a_lasting_jump_is_a_slew_fault_and_a_single_spike_is_not():
     script = _start() + [(20000, "transducer", ("spike", 300.0)), (30000, "transducer", ("offset", 60.0))]
-    board, core, host = simulate(script, 31.0)
+    _board, core, _host = simulate(script, 31.0)
     assert _first(core, codes.F_TRANSDUCER_SLEW) == 30000 + 3 * TICK_MS  # slew_ticks = 3
-    assert [f for f, _ in _raised(core)][0] == codes.F_TRANSDUCER_SLEW  # the spike raised nothing
+    assert next(f for f, _ in _raised(core)) == codes.F_TRANSDUCER_SLEW  # the spike raised nothing
     assert core.sensing.spikes >= 1
 
 
 def test_second_transducer_disagreeing_is_a_mismatch():
     text = config_with({"safety": {"second_transducer": True}})
     script = _start() + [(30000, "transducer2", ("offset", 20.0))]
-    board, core, host = simulate(script, 31.0, config_text=text)
+    board, core, _host = simulate(script, 31.0, config_text=text)
     t = _first(core, codes.F_TRANSDUCER_MISMATCH)
     assert 30000 + 200 <= t <= 30000 + 200 + 2 * TICK_MS  # mismatch_ms = 200
     assert _safe_after(board, 30000) == t - 30000
@@ -205,8 +205,8 @@ def test_second_transducer_disagreeing_is_a_mismatch():
 
 def test_agreeing_second_transducer_raises_nothing():
     text = config_with({"safety": {"second_transducer": True}})
-    board, core, host = simulate(_start(), 60.0, config_text=text)
-    assert core.faults == 0 and 0.0 < core.sensing.second_mpa
+    _board, core, _host = simulate(_start(), 60.0, config_text=text)
+    assert core.faults == 0 and core.sensing.second_mpa > 0.0
 
 
 # -- pressurisation watchdog and hold leak check ------------------------------------------
@@ -215,7 +215,7 @@ def test_agreeing_second_transducer_raises_nothing():
 def test_pump_running_but_no_rise_is_a_pressurise_timeout():
     # The bag bursts at 30 MPa: the leak eats the whole pump flow, pressure stalls.
     script = _start() + [(15000, "leak", 0.017)]
-    board, core, host = simulate(script, 30.0)
+    _board, core, _host = simulate(script, 30.0)
     t = _first(core, codes.F_PRESSURISE_TIMEOUT)
     assert 15000 < t <= 25000
     assert core.state == codes.ST_FAULT
@@ -223,7 +223,7 @@ def test_pump_running_but_no_rise_is_a_pressurise_timeout():
 
 def test_hold_leak_is_found_after_the_settling_window():
     script = _start() + [(75000, "leak", 0.002)]  # hold began at 50.1 s; 25 s in
-    board, core, host = simulate(script, 110.0)
+    _board, core, _host = simulate(script, 110.0)
     t = _first(core, codes.F_HOLD_LEAK)
     assert 75000 < t <= 75000 + 2 * 10000 + TICK_MS  # within two leak windows
     assert core.monitor.leak_rate_mpa_s > 0.05
@@ -231,7 +231,7 @@ def test_hold_leak_is_found_after_the_settling_window():
 
 
 def test_a_tight_vessel_holds_without_a_leak_fault():
-    board, core, host = simulate(_start(), 170.0)
+    _board, core, _host = simulate(_start(), 170.0)
     assert core.faults == 0
     assert 0.0 <= core.monitor.leak_rate_mpa_s < 0.02
 
@@ -240,13 +240,13 @@ def test_a_tight_vessel_holds_without_a_leak_fault():
 
 
 def test_closure_unlocked_under_pressure_dumps_within_one_tick():
-    board, core, host = simulate(_start() + [(60000, "closure", False)], 61.0)
+    board, core, _host = simulate(_start() + [(60000, "closure", False)], 61.0)
     assert _first(core, codes.F_CLOSURE_UNLOCKED) == 60000 + TICK_MS
     assert _safe_after(board, 60000) == TICK_MS
 
 
 def test_closure_unlocked_at_ambient_in_idle_is_not_a_fault():
-    board, core, host = simulate([(1000, "closure", False)], 3.0)
+    _board, core, _host = simulate([(1000, "closure", False)], 3.0)
     assert core.faults == 0 and core.state == codes.ST_IDLE
 
 
@@ -282,7 +282,7 @@ def test_glovebox_permissive_lost_pauses_and_resume_needs_it_back():
 
 def test_host_lost_with_the_depressurise_policy_vents_at_the_recipe_rate_never_dumps():
     script = _start() + [(60000, "host", False)]
-    board, core, host = simulate(script, 190.0, setup=_trace_from(70000, 160000, 100))
+    board, core, _host = simulate(script, 190.0, setup=_trace_from(70000, 160000, 100))
     t = _first(core, codes.F_HOST_LOST)
     assert 60000 + 10000 <= t <= 60000 + 11000 + TICK_MS  # host_lost_timeout_ms = 10 000
     falling = [(ms, p, dump_open) for ms, p, _, _, dump_open in board.trace if t + 2000 <= ms <= t + 80000]
@@ -298,7 +298,7 @@ def test_host_lost_with_the_finish_policy_completes_the_recipe():
         {"profile": {"host_lost_policy": codes.HOST_LOST_FINISH, "host_lost_timeout_ms": 2000}}
     )
     script = _start() + [(60000, "host", False)]
-    board, core, host = simulate(script, 290.0, config_text=text)
+    _board, core, _host = simulate(script, 290.0, config_text=text)
     assert _first(core, codes.F_HOST_LOST) <= 62000 + TICK_MS
     assert [f for f, _ in _raised(core)] == [codes.F_HOST_LOST]  # reported, not acted on
     assert core.state == codes.ST_COMPLETE
@@ -311,6 +311,6 @@ def test_host_lost_with_the_finish_policy_completes_the_recipe():
 
 
 def test_watchdog_is_fed_only_while_the_interrupt_runs():
-    board, core, host = simulate(_start() + [(5000, "irq", False)], 8.0)
+    board, _core, _host = simulate(_start() + [(5000, "irq", False)], 8.0)
     assert 5000 - TICK_MS <= board.watchdog_last_feed_ms <= 5000 + TICK_MS
     assert board.watchdog_feeds >= 490

@@ -118,7 +118,7 @@ class SimBoard:
         self.print_every_ms = int(print_every_s * 1000)
         self.measure_time = measure_time
         self.keep_running = True
-        self.link = None
+        self.link: object = None  # the scripted host (main.py attaches it)
         # Inputs: the safe, permissive levels.
         self.closure_locked = True
         self.estop_released = True
