@@ -147,7 +147,7 @@ def test_watchdog_is_not_fed_when_the_interrupt_stops():
 
 
 def test_overruns_are_counted_reported_and_skip_time():
-    board, core, link, _ = _run(4, missed={1: 2})
+    board, core, _link, _ = _run(4, missed={1: 2})
     assert core.overruns == 2
     overrun = [e for e in core.events.since(0) if e[3] == codes.EV_LOOP_OVERRUN]
     assert len(overrun) == 1 and overrun[0][5] == 2
