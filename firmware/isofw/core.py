@@ -12,14 +12,14 @@
 # id, ...) or the NAK detail (segment or field index, fault bit) on refusal; problems
 # is a tuple of (reason, index) pairs, every problem found.
 
-import math
 
-from isofw import FIRMWARE_VERSION
-from isofw.calibration import Calibration, calibration_errors
+from isofw import FIRMWARE_VERSION, commands
+from isofw.calibration import Calibration
+from isofw.commands import VENT_ABORT, VENT_FAULT, VENT_FINISH, VENT_NONE
 from isofw.control import PressureController
 from isofw.faults import ACT_DUMP, ACT_PAUSE, ACT_VENT, LATCHED_MASK, worst_action
-from isofw.profile import PROFILE_FIELDS, DeviceProfile, profile_errors
-from isofw.recipe import MAX_SEGMENTS, Recipe, SetpointGenerator, recipe_id, segment_problems
+from isofw.profile import DeviceProfile
+from isofw.recipe import Recipe, SetpointGenerator
 from isofw.rings import EventRing, HistoryRing
 from isofw.safety import IN_ALL_OK, IN_CLOSURE_LOCKED, IN_ESTOP_RELEASED, IN_GLOVEBOX_OK, SafetyMonitor
 from isofw.sensing import PressureInput
@@ -28,14 +28,9 @@ from isoproto.codes import (
     EV_FAULT_CLEARED,
     EV_FAULT_RAISED,
     EV_LOOP_OVERRUN,
-    EV_RECIPE_LOADED,
     EV_RUN_ENDED,
-    EV_RUN_STARTED,
     EV_SEGMENT_CHANGED,
     EV_STATE_CHANGED,
-    F_CLOSURE_UNLOCKED,
-    F_ESTOP,
-    F_GLOVEBOX_LOST,
     FAULT_COUNT,
     FLAG_CLOSURE_LOCKED,
     FLAG_DUMP_CLOSED,
@@ -43,22 +38,7 @@ from isoproto.codes import (
     FLAG_GLOVEBOX_OK,
     FLAG_HOST_OK,
     FLAG_HW_TRIP,
-    R_BAD_STATE,
-    R_BUSY,
-    R_CAUSE_PERSISTS,
-    R_CHUNK_OUT_OF_RANGE,
-    R_EMPTY_RECIPE,
-    R_MALFORMED,
-    R_NO_RECIPE,
-    R_NONE,
-    R_NOT_FINITE,
-    R_RECIPE_MISMATCH,
-    R_TOO_MANY_SEGMENTS,
-    R_VALUE_OUT_OF_RANGE,
     RESET_UNKNOWN,
-    RESULT_ERROR,
-    RESULT_OK,
-    RESULT_REJECTED,
     ST_BOOT,
     ST_COMPLETE,
     ST_DEPRESSURISING,
@@ -81,14 +61,6 @@ BIT_ESTOP = const(0x1000)  # 1 << F_ESTOP
 BIT_CONFIG = const(0x8000)  # 1 << F_CONFIG_INVALID
 BIT_GLOVEBOX = const(0x2000)  # 1 << F_GLOVEBOX_LOST
 
-# Why the press is venting under control (vent_mode).
-VENT_NONE = const(0)
-VENT_FAULT = const(1)  # a VENT fault: ends in FAULT with the dump valve open
-VENT_ABORT = const(2)  # the operator aborted: ends in READY
-VENT_FINISH = const(3)  # the recipe ended above ambient: ends in COMPLETE
-
-_NO_PROBLEMS = ()
-
 
 class Inputs:
     """What the board measured this tick. Preallocated once and refilled by the board.
@@ -106,40 +78,6 @@ class Inputs:
         self.counts2 = counts2
         self.bits = bits
         self.hw_tripped = hw_tripped
-
-
-def _ok(value=0) -> tuple:
-    return (RESULT_OK, R_NONE, value, _NO_PROBLEMS)
-
-
-def _reject(reason: int, detail=0, problems=_NO_PROBLEMS) -> tuple:
-    return (RESULT_REJECTED, reason, detail, problems)
-
-
-def _error(reason: int, detail=0) -> tuple:
-    return (RESULT_ERROR, reason, detail, _NO_PROBLEMS)
-
-
-def _i32(value: int) -> int:
-    """A u32 (recipe id) as the EVENT detail's i32."""
-    value &= 0xFFFFFFFF
-    return value - 0x100000000 if value >= 0x80000000 else value
-
-
-def _lowest_bit(mask: int) -> int:
-    bit = 0
-    while mask and not mask & 1:
-        mask >>= 1
-        bit += 1
-    return bit
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _finite(x) -> bool:
-    return _is_number(x) and math.isfinite(x)
 
 
 class PressCore:
@@ -492,178 +430,33 @@ class PressCore:
             return True
         return False
 
-    # -- commands (the serial link calls these after the outputs are written) ----------
+    # -- commands: the serial link calls these after the outputs are written. The
+    # validation and the effects are in isofw/commands.py (kept apart so that neither
+    # module is large to compile on the board); see there for the return values.
     def host_heartbeat_seen(self, now_ms: int):
         """The host is alive at now_ms (a HEARTBEAT_HOST or any valid command arrived)."""
         self._host_seen_ms = now_ms
 
-    def _idle_like(self) -> bool:
-        s = self.state
-        return s == ST_IDLE or s == ST_READY or s == ST_COMPLETE
-
     def load_recipe_chunk(self, recipe_id_u32, total_segments, first_index, segments) -> tuple:
-        """Stage segments[first_index:...] of a recipe of total_segments; commit on the last chunk.
-
-        segments: sequence of (kind, target_mpa, rate_mpa_s, duration_s). The recipe becomes
-        active (state READY) when all total_segments arrived and their id is recipe_id_u32.
-        """
-        if not self._idle_like():
-            return _reject(R_BAD_STATE, self.state)
-        if not isinstance(recipe_id_u32, int) or recipe_id_u32 < 0 or recipe_id_u32 > 0xFFFFFFFF:
-            return _error(R_MALFORMED)
-        if not isinstance(total_segments, int) or not isinstance(first_index, int):
-            return _error(R_MALFORMED)
-        if total_segments == 0:
-            return _reject(R_EMPTY_RECIPE)
-        if total_segments < 0:
-            return _reject(R_VALUE_OUT_OF_RANGE)
-        if total_segments > MAX_SEGMENTS:
-            return _reject(R_TOO_MANY_SEGMENTS, MAX_SEGMENTS)
-        try:
-            n = len(segments)
-        except TypeError:
-            return _error(R_MALFORMED)
-        staging = self._staging
-        if first_index != 0:
-            if self._staging_total == 0:
-                return _reject(R_CHUNK_OUT_OF_RANGE, first_index)
-            if staging.recipe_id != recipe_id_u32 or self._staging_total != total_segments:
-                return _reject(R_BUSY, first_index)
-            if first_index != staging.count:
-                return _reject(R_CHUNK_OUT_OF_RANGE, first_index)
-        if n == 0 or first_index < 0 or first_index + n > total_segments:
-            return _reject(R_CHUNK_OUT_OF_RANGE, first_index)
-        previous = self._staging_prev_target if first_index else 0.0
-        problems = []
-        for i in range(n):
-            seg = segments[i]
-            try:
-                ok = len(seg) == 4 and _is_number(seg[1]) and _is_number(seg[2]) and _is_number(seg[3])
-            except TypeError:
-                ok = False
-            if not ok or not isinstance(seg[0], int):
-                problems.append((R_MALFORMED, first_index + i))
-                continue
-            previous = segment_problems(self.profile, seg, previous, first_index + i, problems)
-        if problems:
-            return _reject(problems[0][0], problems[0][1], tuple(problems))
-        complete = first_index + n == total_segments
-        if complete:
-            everything = [staging.segment(i) for i in range(first_index)] + [tuple(s) for s in segments]
-            if recipe_id(everything) != recipe_id_u32:
-                return _reject(R_RECIPE_MISMATCH, 0)
-        if first_index == 0:
-            staging.clear()
-            staging.recipe_id = recipe_id_u32
-            self._staging_total = total_segments
-        for i in range(n):
-            staging.put(first_index + i, segments[i])
-        staging.count = first_index + n
-        self._staging_prev_target = previous
-        if not complete:
-            return _ok(staging.count)
-        self.recipe.copy_from(staging)
-        staging.clear()
-        self._staging_total = 0
-        self._update_limits()
-        self._event(EV_RECIPE_LOADED, self.recipe.count, _i32(recipe_id_u32), 0.0)
-        self._set_state(ST_READY)
-        return _ok(recipe_id_u32)
+        return commands.load_recipe_chunk(self, recipe_id_u32, total_segments, first_index, segments)
 
     def load_recipe(self, segments) -> tuple:
-        """Load a whole recipe in one call (tests, the virtual board's script)."""
-        segments = [tuple(s) for s in segments]
-        try:
-            rid = recipe_id(segments)
-        except (TypeError, ValueError, OverflowError):
-            return _error(R_MALFORMED)
-        return self.load_recipe_chunk(rid, len(segments), 0, segments)
+        return commands.load_recipe(self, segments)
 
     def start(self, recipe_id_u32) -> tuple:
-        """Run the loaded recipe; ACK value = the new run id."""
-        if self.recipe.count == 0:
-            return _reject(R_NO_RECIPE)
-        if not (self.state == ST_READY or self.state == ST_COMPLETE):
-            return _reject(R_BAD_STATE, self.state)
-        if recipe_id_u32 != self.recipe.recipe_id:
-            return _reject(R_RECIPE_MISMATCH)
-        bits = self.inputs_bits
-        if not bits & IN_ESTOP_RELEASED:
-            return _reject(R_BAD_STATE, F_ESTOP)
-        if not bits & IN_CLOSURE_LOCKED:
-            return _reject(R_BAD_STATE, F_CLOSURE_UNLOCKED)
-        if not bits & IN_GLOVEBOX_OK:
-            return _reject(R_BAD_STATE, F_GLOVEBOX_LOST)
-        if self.faults:
-            return _reject(R_BAD_STATE, _lowest_bit(self.faults))
-        self.run_id = (self.run_id + 1) & 0xFFFF
-        self._run_active = True
-        self._host_seen_ms = self.now_ms
-        self.controller.reset()
-        self.monitor.reset()
-        self.sensing.reset()
-        self.setpoints.start(self.recipe, self.now_ms, self.pressure_mpa)
-        self._fall_cap_mpa_s = self.recipe.vent_rate_mpa_s(self.profile)
-        self.segment = 0
-        self.setpoint_mpa = self.pressure_mpa
-        self._event(EV_RUN_STARTED, 0, self.run_id, self.pressure_mpa)
-        self._event(EV_SEGMENT_CHANGED, 0, self.run_id, self.pressure_mpa)
-        self._set_state(self._phase_state())
-        return _ok(self.run_id)
+        return commands.start(self, recipe_id_u32)
 
     def pause(self) -> tuple:
-        if not self._running():
-            return _reject(R_BAD_STATE, self.state)
-        self.setpoint_mpa = self.setpoints.setpoint_mpa
-        self._pause(self.now_ms)
-        return _ok()
+        return commands.pause(self)
 
     def resume(self) -> tuple:
-        if self.state != ST_PAUSED:
-            return _reject(R_BAD_STATE, self.state)
-        if self.causes & BIT_GLOVEBOX or not self.inputs_bits & IN_GLOVEBOX_OK:
-            return _reject(R_CAUSE_PERSISTS, F_GLOVEBOX_LOST)
-        self.setpoints.resume(self.now_ms)
-        self._set_state(self._phase_state())
-        return _ok()
+        return commands.resume(self)
 
     def abort(self) -> tuple:
-        """End the run: depressurise under control at the recipe's down-rate, then READY."""
-        if not (self._running() or self.state == ST_PAUSED):
-            return _reject(R_BAD_STATE, self.state)
-        if self.pressure_mpa > self.ambient_mpa:
-            self._begin_vent(VENT_ABORT)
-            self._set_state(ST_DEPRESSURISING)
-        else:
-            self._finish(ST_READY)
-        return _ok()
+        return commands.abort(self)
 
     def reset_faults(self) -> tuple:
-        """Leave FAULT/ESTOP when every latched fault's cause is gone."""
-        if self.vent_mode != VENT_NONE:
-            return _reject(R_BAD_STATE, self.state)  # still depressurising under control
-        persisting = self.level & self.faults
-        if persisting:
-            return _reject(R_CAUSE_PERSISTS, _lowest_bit(persisting))
-        if not (self.state == ST_FAULT or self.state == ST_ESTOP) and not self.faults:
-            return _ok()
-        hw = self.faults & BIT_HW
-        cleared = self.faults
-        self.faults = 0
-        bit = 0
-        while cleared:
-            if cleared & 1:
-                self._event(EV_FAULT_CLEARED, bit, 1, self.pressure_mpa)
-            cleared >>= 1
-            bit += 1
-        if hw:
-            self.hw_rearm_requested = True
-        self.monitor.reset()
-        self.sensing.reset()
-        self.controller.reset()
-        if self.state == ST_FAULT or self.state == ST_ESTOP:
-            self._set_state(ST_READY if self.recipe.count else ST_IDLE)
-        return _ok()
+        return commands.reset_faults(self)
 
     def set_device_profile(
         self,
@@ -676,11 +469,8 @@ class PressCore:
         host_lost_timeout_ms,
         host_lost_policy,
     ) -> tuple:
-        """Replace the device profile (not during a run); ACK value = the new profile hash.
-
-        A loaded recipe that no longer fits the new profile is unloaded (state IDLE).
-        """
-        values = (
+        return commands.set_device_profile(
+            self,
             max_working_mpa,
             trip_mpa,
             max_ramp_up_mpa_s,
@@ -690,62 +480,9 @@ class PressCore:
             host_lost_timeout_ms,
             host_lost_policy,
         )
-        if not self._idle_like() and not (self.state == ST_FAULT and self.vent_mode == VENT_NONE):
-            return _reject(R_BAD_STATE, self.state)
-        problems = self._field_problems(
-            values, profile_errors(values, self.calibration.range_mpa), PROFILE_FIELDS
-        )
-        if problems:
-            return _reject(problems[0][0], problems[0][1], problems)
-        profile = DeviceProfile(*values)
-        self._apply_profile(profile)
-        return _ok(profile.profile_hash())
-
-    def _apply_profile(self, profile: DeviceProfile):
-        self.profile = profile
-        self.setpoints.profile = profile
-        self.monitor.configure(profile)
-        self._staging.clear()
-        self._staging_total = 0
-        if self.recipe.count and self.recipe.problems(profile):
-            self.recipe.clear()
-            if self.state == ST_READY or self.state == ST_COMPLETE:
-                self._set_state(ST_IDLE)
-        self._update_limits()
 
     def set_calibration(self, cal_id, cal_date, range_mpa, shunt_ohm, offset_mpa, gain) -> tuple:
-        """Replace the transducer calibration (not during a run)."""
-        if not self._idle_like() and not (self.state == ST_FAULT and self.vent_mode == VENT_NONE):
-            return _reject(R_BAD_STATE, self.state)
-        numbers = (range_mpa, shunt_ohm, offset_mpa, gain)
-        fields = (("cal_id",), ("cal_date",), ("range_mpa",), ("shunt_ohm",), ("offset_mpa",), ("gain",))
-        values = (cal_id, cal_date) + numbers
-        vref = self.calibration.adc_vref_v
-        errors = calibration_errors(cal_id, cal_date, range_mpa, shunt_ohm, offset_mpa, gain, vref)
-        if not errors and self.profile.trip_mpa >= range_mpa:
-            errors.append(("range_mpa", "must be above the profile's trip pressure"))
-        problems = self._field_problems(values, errors, fields)
-        if problems:
-            return _reject(problems[0][0], problems[0][1], problems)
-        cal = Calibration(range_mpa, shunt_ohm, vref, offset_mpa, gain, cal_id, cal_date)
-        self.calibration = cal
-        self.sensing.configure(cal)
-        self._update_limits()
-        return _ok()
-
-    def _field_problems(self, values, errors, fields) -> tuple:
-        names = [f[0] for f in fields]
-        problems = []
-        for name, _ in errors:
-            index = names.index(name) if name in names else 0
-            reason = (
-                R_NOT_FINITE
-                if not _finite(values[index]) and _is_number(values[index])
-                else R_VALUE_OUT_OF_RANGE
-            )
-            if (reason, index) not in problems:
-                problems.append((reason, index))
-        return tuple(problems)
+        return commands.set_calibration(self, cal_id, cal_date, range_mpa, shunt_ohm, offset_mpa, gain)
 
     # -- for HELLO and the host --------------------------------------------------------
     def hello_info(self) -> dict:

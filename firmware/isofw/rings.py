@@ -14,7 +14,7 @@ except ImportError:  # CPython: const() is only a hint to MicroPython's compiler
     const = lambda x: x
 
 _U32 = const(0xFFFFFFFF)
-_PAGE_BYTES = const(2048)
+_PAGE_BYTES = const(512)
 
 # TELEMETRY body: seq u32, board_ms u32, pressure_mpa f32, setpoint_mpa f32, pump_duty u16,
 # vent_duty u16, faults u16, state u8, flags u8, segment u8, run_id u16 (little-endian).
@@ -70,9 +70,11 @@ def pack_event_into(buf, offset, seq, sample_seq, board_ms, kind, code, detail, 
 class _PackedRing:
     """Fixed-size records addressed by a u32 sequence number that wraps.
 
-    The records live in pages of at most _PAGE_BYTES: a long-running board's heap is
-    fragmented after boot (imports leave small objects everywhere), and a ring of one
-    27 KB bytearray may find no hole that large, while 2 KB pages always fit.
+    The records live in pages of at most _PAGE_BYTES: after boot the heap is fragmented
+    (imports leave small objects everywhere between the compiler's freed garbage), and
+    a ring of one 27 KB bytearray finds no hole that large. Measured on the unix port
+    with the RP2040 heap: 2 KB pages still fail, 512-byte pages fit with 25 KB to spare
+    (docs/firmware.md).
     """
 
     def __init__(self, capacity: int, record_size: int):

@@ -61,10 +61,10 @@ def test_fault_bit_constants_match_the_protocol_codes():
     assert BIT_HW == 1 << codes.F_OVERPRESSURE_HW
     assert BIT_SW == 1 << codes.F_OVERPRESSURE_SW
     assert BIT_LOW == 1 << codes.F_TRANSDUCER_LOW
-    from isofw import core, safety, sensing
+    from isofw import commands, core, safety, sensing
 
     seen = 0
-    for module in (core, safety, sensing):
+    for module in (core, commands, safety, sensing):
         for name in dir(module):
             if name.startswith("BIT_"):
                 assert getattr(module, name) == 1 << _MASKS[name], name

@@ -43,7 +43,7 @@ def test_ring_keeps_the_last_capacity_samples_and_counts_drops():
 
 
 def test_copy_records_returns_contiguous_bodies_across_pages_and_the_wrap():
-    ring = HistoryRing(100)  # 75 records per 2 KB page: two pages
+    ring = HistoryRing(100)  # 18 records per 512-byte page: six pages
     for seq in range(230):
         _append(ring, seq)
     out = bytearray(27 * 60)
@@ -123,4 +123,4 @@ def test_a_full_ring_of_the_default_size_fits_its_stated_budget():
     assert ring.capacity == 1024
     assert ring.nbytes() == 1024 * 27  # 27 KiB, as docs/firmware.md states
     assert sum(len(p) for p in ring.pages) == ring.nbytes()
-    assert max(len(p) for p in ring.pages) <= 2048  # no block larger than a page
+    assert max(len(p) for p in ring.pages) <= 512  # no block larger than a page
