@@ -130,3 +130,14 @@ def test_a_bad_config_boots_a_core_that_never_controls():
     raised = [e for e in core.events.since(0) if e[3] == codes.EV_FAULT_RAISED]
     assert [e[4] for e in raised] == [codes.F_CONFIG_INVALID]
     assert core.config_errors == tuple(errors)
+
+
+def test_every_config_key_is_documented():
+    from isofw.profile import PROFILE_FIELDS
+
+    with open(_REPO + "/docs/firmware.md") as f:
+        doc = f.read()
+    fields = config.TOP_FIELDS + config.CALIBRATION_FIELDS + config.CONTROL_FIELDS + config.SAFETY_FIELDS
+    names = [f[0] for f in fields] + [f[0] for f in PROFILE_FIELDS] + list(config.PIN_FIELDS)
+    missing = [name for name in names if "`%s`" % name not in doc]
+    assert missing == [], missing
