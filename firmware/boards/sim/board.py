@@ -16,6 +16,7 @@ import math
 import random
 import sys
 import time
+from array import array
 
 from isofw.calibration import Calibration
 from isofw.recipe import hold, ramp
@@ -42,6 +43,9 @@ def _ticks_diff(a: int, b: int) -> int:
 _HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
 CONFIG_PATH = _HERE + "/config.json"
 _IRQ_SUM_CAP = 4096  # samples the interrupt accumulates at most between two reads
+_HIST_BINS = 256
+_HIST_BIN_US = 40
+_HIST_TOP_US = _HIST_BINS * _HIST_BIN_US  # 10.24 ms: the last bin holds everything above
 
 # The coarse state a person reads (the gate and the demo print it): the three running
 # phases are "running".
@@ -143,6 +147,7 @@ class SimBoard:
         self._tick_started_us = 0
         # Measurements.
         self.loop_us_max = 0
+        self.loop_hist = array("I", bytes(4 * _HIST_BINS))  # loop time, _HIST_BIN_US bins
         self.loop_us_total = 0
         self.loop_ticks = 0
         self.overruns = 0
@@ -187,6 +192,7 @@ class SimBoard:
         missed = 0
         if self.measure_time:
             spent_us = _ticks_diff(_ticks_us(), self._tick_started_us)
+            self.loop_hist[spent_us // _HIST_BIN_US if spent_us < _HIST_TOP_US else _HIST_BINS - 1] += 1
             self.loop_ticks += 1
             self.loop_us_total += spent_us
             if spent_us > self.loop_us_max:
@@ -332,6 +338,16 @@ class SimBoard:
                 )
             )
 
+    def loop_us_quantile(self, fraction: float) -> int:
+        """Upper edge of the histogram bin holding that fraction of the measured ticks."""
+        want = int(self.loop_ticks * fraction)
+        seen = 0
+        for i in range(_HIST_BINS):
+            seen += self.loop_hist[i]
+            if seen > want:
+                return (i + 1) * _HIST_BIN_US
+        return _HIST_TOP_US
+
     def summary(self, core) -> dict:
         import gc
 
@@ -347,6 +363,9 @@ class SimBoard:
             "loop_overruns": core.overruns,
             "loop_us_max": self.loop_us_max,
             "loop_us_mean": self.loop_us_total // self.loop_ticks if self.loop_ticks else 0,
+            "loop_us_p99": self.loop_us_quantile(0.99),
+            "loop_us_p9999": self.loop_us_quantile(0.9999),
+            "loop_ticks_over_1ms": sum(self.loop_hist[1000 // _HIST_BIN_US :]),
             "trip_latency_us": self.trip_safe_us - self.trip_cross_us if self.trip_safe_us >= 0 else -1,
             "watchdog_feeds": self.watchdog_feeds,
             "samples": core.sample_seq + 1,
