@@ -281,15 +281,21 @@ def test_glovebox_permissive_lost_pauses_and_resume_needs_it_back():
 
 
 def test_host_lost_with_the_depressurise_policy_vents_at_the_recipe_rate_never_dumps():
-    script = _start() + [(60000, "host", False)]
-    board, core, _host = simulate(script, 190.0, setup=_trace_from(70000, 160000, 100))
+    # The host comes back at 100 s and resets at once (refused: still venting), then again
+    # after the vent (accepted).
+    script = _start() + [(60000, "host", False), (100000, "host", True), (100000, "reset", None)]
+    script += [(185000, "reset", None)]
+    board, core, host = simulate(script, 190.0, setup=_trace_from(70000, 160000, 100))
     t = _first(core, codes.F_HOST_LOST)
     assert 60000 + 10000 <= t <= 60000 + 11000 + TICK_MS  # host_lost_timeout_ms = 10 000
     falling = [(ms, p, dump_open) for ms, p, _, _, dump_open in board.trace if t + 2000 <= ms <= t + 80000]
     assert not any(dump_open for _, _, dump_open in falling)  # never a dump under pressure
     rate = (falling[0][1] - falling[-1][1]) / ((falling[-1][0] - falling[0][0]) / 1000.0)
     assert 0.95 < rate < 1.02  # the recipe's ramp-down rate: 1 MPa/s
-    assert core.state == codes.ST_FAULT and board.outputs_safe()
+    refused, accepted = host.replies[-2][2], host.replies[-1][2]
+    assert refused == (codes.RESULT_REJECTED, codes.R_BAD_STATE, codes.ST_FAULT, ())
+    assert accepted[0] == codes.RESULT_OK
+    assert core.state == codes.ST_READY and board.outputs_safe()
     assert board.vessel.pressure_mpa < 0.3
 
 

@@ -162,6 +162,10 @@ class SimBoard:
         self.trace_every_ms = 10
         self.trace_from_ms = 0
         self.trace_to_ms = 1 << 30
+        # A compact alternative for long runs: the true pressure every
+        # pressure_log_every_ms into a preallocated array("f") (index = ms / every).
+        self.pressure_log = None
+        self.pressure_log_every_ms = 100
         self.script = []  # what the scripted host does (make() sets the demo's)
 
     # -- configuration, identity ------------------------------------------------------
@@ -205,6 +209,11 @@ class SimBoard:
             self.advance_1ms()
         self._deadline += self._period_ms
         self.keep_running = self._now_ms < self.end_ms
+        log = self.pressure_log
+        if log is not None and self._now_ms % self.pressure_log_every_ms == 0:
+            i = self._now_ms // self.pressure_log_every_ms
+            if i < len(log):
+                log[i] = self.vessel.pressure_mpa
         if (
             self.trace is not None
             and self._now_ms % self.trace_every_ms == 0
