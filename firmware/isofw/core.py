@@ -6,11 +6,8 @@
 # dump_closed to the hardware afterwards. Outputs default to safe: anything the state
 # does not explicitly command is pump off, vent closed, dump valve de-energised (open).
 #
-# Commands (what the serial link calls after the outputs are written) validate fully
-# and change nothing when they refuse; each returns (result, reason, detail, problems)
-# with codes from isoproto.codes: detail is the ACK value on success (run id, recipe
-# id, ...) or the NAK detail (segment or field index, fault bit) on refusal; problems
-# is a tuple of (reason, index) pairs, every problem found.
+# The host's commands are methods here too (what the serial link calls after the
+# outputs are written); their validation and effects live in isofw/commands.py.
 
 
 from isofw import FIRMWARE_VERSION, commands
@@ -31,7 +28,6 @@ from isoproto.codes import (
     EV_RUN_ENDED,
     EV_SEGMENT_CHANGED,
     EV_STATE_CHANGED,
-    FAULT_COUNT,
     FLAG_CLOSURE_LOCKED,
     FLAG_DUMP_CLOSED,
     FLAG_ESTOP_OK,
@@ -56,10 +52,8 @@ try:
 except ImportError:  # CPython: const() is only a hint to MicroPython's compiler
     const = lambda x: x
 
-BIT_HW = const(0x0001)  # 1 << F_OVERPRESSURE_HW
 BIT_ESTOP = const(0x1000)  # 1 << F_ESTOP
 BIT_CONFIG = const(0x8000)  # 1 << F_CONFIG_INVALID
-BIT_GLOVEBOX = const(0x2000)  # 1 << F_GLOVEBOX_LOST
 
 
 class Inputs:
@@ -167,10 +161,6 @@ class PressCore:
         if self.recipe.count:
             top = self.recipe.max_target_mpa()
         self._limit_mpa = top + profile.margin_mpa
-
-    @property
-    def software_limit_mpa(self) -> float:
-        return self._limit_mpa
 
     # -- events -----------------------------------------------------------------------
     def _event(self, kind: int, code: int, detail: int, value: float):
@@ -501,6 +491,3 @@ class PressCore:
             "history_capacity": self.history.capacity,
             "telemetry_period_ms": self.control_period_ms * self.telemetry_decimation,
         }
-
-    def fault_bits(self) -> list:
-        return [bit for bit in range(FAULT_COUNT) if self.faults & (1 << bit)]

@@ -41,21 +41,6 @@ _SEGMENT_FMT = "<Bfff"  # canonical bytes of one segment (same as the wire forma
 _SEGMENT_SIZE = const(13)
 
 
-class Segment:
-    """One segment as a value (tests and host-side helpers); the board stores arrays."""
-
-    __slots__ = ("duration_s", "kind", "rate_mpa_s", "target_mpa")
-
-    def __init__(self, kind: int, target_mpa: float = 0.0, rate_mpa_s: float = 0.0, duration_s: float = 0.0):
-        self.kind = kind
-        self.target_mpa = target_mpa
-        self.rate_mpa_s = rate_mpa_s
-        self.duration_s = duration_s
-
-    def as_tuple(self) -> tuple:
-        return (self.kind, self.target_mpa, self.rate_mpa_s, self.duration_s)
-
-
 def ramp(target_mpa: float, rate_mpa_s: float) -> tuple:
     return (SEG_RAMP, target_mpa, rate_mpa_s, 0.0)
 

@@ -15,7 +15,6 @@
 from array import array
 
 from isoproto.codes import (
-    ST_DEPRESSURISING,
     ST_HOLDING,
     ST_PAUSED,
     ST_PRESSURISING,
@@ -231,6 +230,3 @@ class SafetyMonitor:
         self.level = level
         return causes
 
-
-def running_state(state: int) -> bool:
-    return state == ST_PRESSURISING or state == ST_HOLDING or state == ST_DEPRESSURISING
