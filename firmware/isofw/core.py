@@ -14,7 +14,7 @@ from isofw import FIRMWARE_VERSION, commands
 from isofw.calibration import Calibration
 from isofw.commands import VENT_ABORT, VENT_FAULT, VENT_FINISH, VENT_NONE
 from isofw.control import PressureController
-from isofw.faults import ACT_DUMP, ACT_PAUSE, ACT_VENT, LATCHED_MASK, worst_action
+from isofw.faults import ACT_DUMP, ACT_PAUSE, ACT_VENT, LATCHED_MASK, fault_action, worst_action
 from isofw.profile import DeviceProfile
 from isofw.recipe import Recipe, SetpointGenerator
 from isofw.rings import EventRing, HistoryRing
@@ -244,7 +244,8 @@ class PressCore:
         while changed:
             if changed & 1:
                 if new & (1 << bit):
-                    self._event(EV_FAULT_RAISED, bit, 0, self.pressure_mpa)
+                    action = fault_action(bit, self.profile.host_lost_policy)
+                    self._event(EV_FAULT_RAISED, bit, action, self.pressure_mpa)
                 else:
                     self._event(EV_FAULT_CLEARED, bit, 0, self.pressure_mpa)
             changed >>= 1

@@ -142,6 +142,8 @@ def _check_action(bit, policy):
     else:
         assert core.state == codes.ST_HOLDING and core.dump_closed is True
     assert core.faults & (1 << bit)
+    raised = [e for e in core.events.since(0) if e[3] == codes.EV_FAULT_RAISED and e[4] == bit]
+    assert raised[-1][5] == action  # the event tells the host what the board did
     # Cause gone: latched faults stay, unlatched ones clear.
     injector.bits = 0
     t += 10
