@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -111,6 +113,26 @@ print(json.dumps({"n": n, "max_us": latencies[-1], "median_us": latencies[n // 2
 HOUR_S = 3600.0
 
 
+def _load_average() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return -1.0
+
+
+def _run_mp(script: Path, args: list[str], path: list[Path], timeout_s: float) -> tuple[bytes, bytes, int]:
+    argv = [
+        str(micropython_port.micropython_executable()),
+        "-X",
+        f"heapsize={micropython_port.RP2040_HEAP_BYTES}",
+        str(script),
+        *args,
+    ]
+    env = {**os.environ, "MICROPYPATH": os.pathsep.join(str(p) for p in path)}
+    proc = subprocess.run(argv, env=env, capture_output=True, timeout=timeout_s, check=False)
+    return proc.stdout, proc.stderr, proc.returncode
+
+
 def _mp(script: str, timeout_s: float = 900.0) -> dict[str, Any]:
     # The built sim bundle (.mpy, as flashed), so the numbers are the firmware's and
     # not the compiler's: a board never compiles its modules from source.
@@ -119,15 +141,10 @@ def _mp(script: str, timeout_s: float = 900.0) -> dict[str, Any]:
         build_bundle("sim", bundle)
         path = Path(tmp) / "bench.py"
         path.write_text(script)
-        proc = micropython_port.run(
-            path,
-            path=[bundle],
-            heap_bytes=micropython_port.RP2040_HEAP_BYTES,
-            timeout_s=timeout_s,
-        )
-    if proc.returncode != 0:
-        raise RuntimeError((proc.stdout + proc.stderr).decode())
-    result: dict[str, Any] = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+        out, err, rc = _run_mp(path, [], [bundle], timeout_s)
+    if rc != 0:
+        raise RuntimeError((out + err).decode())
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     return result
 
 
@@ -150,24 +167,22 @@ def hour_of_loop() -> tuple[dict[str, Any], float]:
         script = Path(tmp) / "script.json"
         script.write_text(json.dumps([[0, "load", recipe], [100, "start", None]]))
         started = time.perf_counter()
-        proc = micropython_port.run(
-            bundle / "main.py",
-            ["--sim-s", str(HOUR_S), "--script", str(script)],
-            path=[bundle],
-            heap_bytes=micropython_port.RP2040_HEAP_BYTES,
-            timeout_s=1800,
+        out, err, rc = _run_mp(
+            bundle / "main.py", ["--sim-s", str(HOUR_S), "--script", str(script)], [bundle], 1800
         )
         wall_s = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr.decode())
-    summary: dict[str, Any] = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    if rc != 0:
+        raise RuntimeError((out + err).decode())
+    summary: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     return summary, wall_s
 
 
 def run() -> list[dict[str, Any]]:
     step = control_step()
     trip = trip_latency()
+    load_before = _load_average()
     hour, wall_s = hour_of_loop()
+    load = max(load_before, _load_average())
     return [
         {
             "metric": "control step (core + safety checks), MicroPython unix port: median",
@@ -200,7 +215,7 @@ def run() -> list[dict[str, Any]]:
             "target": f"report ({trip['n']} crossings, 2-100 MPa/s)",
         },
         {
-            "metric": "loop overruns in 1 h of virtual time at 100 Hz (virtual board)",
+            "metric": "loop overruns in 1 h of virtual time at 100 Hz (virtual board; wall clock)",
             "value": hour["loop_overruns"],
             "unit": "",
             "target": "0",
@@ -212,10 +227,10 @@ def run() -> list[dict[str, Any]]:
             "target": "< 10 000 (the period)",
         },
         {
-            "metric": "ticks over 1 ms in that hour (of 360 000; wall clock, OS preemption included)",
+            "metric": "ticks over 1 ms in that hour (of 360 000; OS preemption included)",
             "value": hour["loop_ticks_over_1ms"],
             "unit": "",
-            "target": "report",
+            "target": f"report (machine load average {load:.1f} on {os.cpu_count()} cores)",
         },
         {
             "metric": "1 h of virtual time on the virtual board (wall)",
