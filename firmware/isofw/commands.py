@@ -138,10 +138,11 @@ def load_recipe_chunk(core, recipe_id_u32, total_segments, first_index, segments
     for i in range(n):
         seg = segments[i]
         try:
-            ok = len(seg) == 4 and _is_number(seg[1]) and _is_number(seg[2]) and _is_number(seg[3])
-        except TypeError:
+            ok = len(seg) == 4 and isinstance(seg[0], int)
+            ok = ok and _is_number(seg[1]) and _is_number(seg[2]) and _is_number(seg[3])
+        except (TypeError, KeyError, IndexError):
             ok = False
-        if not ok or not isinstance(seg[0], int):
+        if not ok:
             problems.append((R_MALFORMED, first_index + i))
             continue
         previous = segment_problems(core.profile, seg, previous, first_index + i, problems)

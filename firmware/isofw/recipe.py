@@ -39,6 +39,7 @@ except ImportError:  # a board build without hashlib: recipe ids cannot be check
 MAX_SEGMENTS = const(32)  # the issue asks for at least 20; 32 cost 416 bytes per store
 _SEGMENT_FMT = "<Bfff"  # canonical bytes of one segment (same as the wire format)
 _SEGMENT_SIZE = const(13)
+_FIELD_LIMIT = 1e9  # any segment number beyond this is nonsense (and near float32's end)
 
 
 def ramp(target_mpa: float, rate_mpa_s: float) -> tuple:
@@ -84,6 +85,13 @@ def segment_problems(profile, seg, previous_target_mpa: float, index: int, probl
         return previous_target_mpa
     if not (_finite(target) and _finite(rate) and _finite(duration)):
         problems.append((R_NOT_FINITE, index))
+        return previous_target_mpa
+    if not (-_FIELD_LIMIT < target < _FIELD_LIMIT and -_FIELD_LIMIT < rate < _FIELD_LIMIT):
+        # Beyond float32 the canonical bytes cannot even be packed; no press needs it.
+        problems.append((R_VALUE_OUT_OF_RANGE, index))
+        return previous_target_mpa
+    if not -_FIELD_LIMIT < duration < _FIELD_LIMIT:
+        problems.append((R_VALUE_OUT_OF_RANGE, index))
         return previous_target_mpa
     if kind == SEG_HOLD:
         if duration <= 0.0:

@@ -118,6 +118,9 @@ def test_malformed_segments_and_chunks_are_refused():
     )
     _refused(core, lambda: core.load_recipe_chunk(-1, 1, 0, [ramp(1.0, 1.0)]), codes.R_MALFORMED)
     _refused(core, lambda: core.load_recipe_chunk(1, 1, 0, 42), codes.R_MALFORMED)
+    _refused(core, lambda: core.load_recipe_chunk(1, 1, 0, [{"kind": 1}]), codes.R_MALFORMED)
+    huge = (codes.SEG_HOLD, 1e39, 0.0, 10.0)  # finite in Python, beyond float32
+    _refused(core, lambda: core.load_recipe_chunk(1, 1, 0, [huge]), codes.R_VALUE_OUT_OF_RANGE)
 
 
 def test_a_chunk_for_another_recipe_or_out_of_order_is_refused():
