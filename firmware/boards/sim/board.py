@@ -227,14 +227,13 @@ class SimBoard:
         """One virtual millisecond: the plant, then the timer interrupt."""
         v = self.vessel
         p0 = v.pressure_mpa
-        pump = 1.0 if self.pump_stuck_on else self._pump
-        v.step(0.001, pump, self._vent, self._dump_open)
+        v.step(0.001, 1.0 if self.pump_stuck_on else self._pump, self._vent, self._dump_open)
         p1 = v.pressure_mpa
         if p1 > self.peak_mpa:
             self.peak_mpa = p1
-        trip_mpa = self._trip_mpa
-        if self.trip_cross_us < 0 and p0 < trip_mpa <= p1:
-            self.trip_cross_us = int((self._now_ms + (trip_mpa - p0) / (p1 - p0)) * 1000)
+            trip_mpa = self._trip_mpa
+            if p0 < trip_mpa <= p1 and self.trip_cross_us < 0:
+                self.trip_cross_us = int((self._now_ms + (trip_mpa - p0) / (p1 - p0)) * 1000)
         self._now_ms += 1
         if self.irq_enabled:
             self._irq()
