@@ -4,6 +4,8 @@
 # place so the hard over-pressure comparator (which works on raw counts, no floats) and
 # the control loop (which works in MPa) agree on where the trip is.
 
+import math
+
 ADC_FULL_COUNTS = 65535  # machine.ADC.read_u16() full scale
 
 
@@ -59,3 +61,29 @@ class Calibration:
     def mpa_to_counts(self, pressure_mpa: float) -> int:
         """Raw count at which the reading equals pressure_mpa (rounded down: trips early)."""
         return self.ma_to_counts(self.mpa_to_ma(pressure_mpa))
+
+
+# (name, lowest, highest) of the numbers SET_CALIBRATION may change.
+CALIBRATION_LIMITS = (
+    ("range_mpa", 10.0, 2000.0),
+    ("shunt_ohm", 10.0, 1000.0),
+    ("offset_mpa", -50.0, 50.0),
+    ("gain", 0.5, 2.0),
+)
+
+
+def calibration_errors(cal_id, cal_date, range_mpa, shunt_ohm, offset_mpa, gain, adc_vref_v=3.3) -> list:
+    """Problems of a candidate calibration as (field name, message); empty when valid."""
+    errors = []
+    for name, text in (("cal_id", cal_id), ("cal_date", cal_date)):
+        if not isinstance(text, str) or len(text) > 32:
+            errors.append((name, "must be text of at most 32 characters"))
+    for (name, lo, hi), v in zip(CALIBRATION_LIMITS, (range_mpa, shunt_ohm, offset_mpa, gain)):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            errors.append((name, "must be a finite number"))
+        elif v < lo or v > hi:
+            errors.append((name, "must be within %s..%s" % (lo, hi)))
+    if not errors and shunt_ohm * 0.021 >= adc_vref_v:
+        # NAMUR NE43's 21 mA failure level must still be readable below the ADC reference.
+        errors.append(("shunt_ohm", "21 mA through it must stay below the ADC reference (%s V)" % adc_vref_v))
+    return errors

@@ -6,11 +6,15 @@ this module, so what is tested is what gets flashed.
 
 from __future__ import annotations
 
+import importlib
 import re
 import shutil
 import subprocess
+import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .paths import firmware_root, protocol_root
 
@@ -19,9 +23,14 @@ __all__ = [
     "BuildError",
     "BundleFile",
     "CompileError",
+    "ConfigError",
+    "board_config_path",
     "build_bundle",
     "bundle_sources",
+    "check_config",
     "compile_module",
+    "config_checksum",
+    "seal_config",
     "shared_sources",
 ]
 
@@ -61,6 +70,75 @@ class BundleFile:
 
     source: Path
     board_path: str
+
+
+class ConfigError(ValueError):
+    """A board config is unsealed, corrupted or invalid; carries every problem."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: invalid board config:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+_CHECKSUM_KEY = '"checksum"'
+_CHECKSUM_PREFIX = "crc32:"
+
+
+def config_checksum(text: str) -> str:
+    """The ``"crc32:xxxxxxxx"`` the board expects for config text.
+
+    CRC-32 of the UTF-8 text with the checksum field's 8 hex digits replaced by
+    ``00000000``: the same rule as ``isofw.config.compute_checksum`` on the board.
+    Raises :class:`ValueError` when the text has no ``"checksum": "crc32:..."`` field.
+    """
+    key = text.find(_CHECKSUM_KEY)
+    start = text.find(_CHECKSUM_PREFIX, key) if key >= 0 else -1
+    if start < 0:
+        raise ValueError('no "checksum": "crc32:..." field')
+    start += len(_CHECKSUM_PREFIX)
+    blank = text[:start] + "00000000" + text[start + 8 :]
+    return f"{_CHECKSUM_PREFIX}{zlib.crc32(blank.encode()) & 0xFFFFFFFF:08x}"
+
+
+def seal_config(path: Path) -> str:
+    """(Re)write the checksum of the config file at ``path``; returns the new checksum.
+
+    A file without a checksum field gets ``"checksum"`` added as its last key.
+    """
+    text = path.read_text()
+    if text.find(_CHECKSUM_KEY) < 0:
+        body = text.rstrip()
+        if not body.endswith("}"):
+            raise ValueError(f"{path}: not a JSON object")
+        body = body[:-1].rstrip()
+        text = body + ',\n  "checksum": "crc32:00000000"\n}\n'
+    checksum = config_checksum(text)
+    key = text.find(_CHECKSUM_KEY)
+    start = text.find(_CHECKSUM_PREFIX, key) + len(_CHECKSUM_PREFIX)
+    text = text[:start] + checksum[len(_CHECKSUM_PREFIX) :] + text[start + 8 :]
+    path.write_text(text)
+    return checksum
+
+
+def _board_config_module() -> Any:
+    """The board's own validator (``isofw.config``), run here under CPython."""
+    root = str(firmware_root())
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module("isofw.config")
+
+
+def check_config(path: Path, board: str) -> list[str]:
+    """Every problem the board would find in the config at ``path`` at boot."""
+    text = path.read_text() if path.exists() else None
+    _config, errors = _board_config_module().load(text, board)
+    return [str(e) for e in errors]
+
+
+def board_config_path(board: str) -> Path:
+    """The checked-in config.json of ``board``."""
+    return firmware_root() / "boards" / board / "config.json"
 
 
 def _mpy_cross() -> str:
@@ -115,10 +193,15 @@ def build_bundle(board: str, out_dir: Path) -> list[Path]:
     """Build ``board``'s bundle in ``out_dir``: ``.mpy`` modules, main.py and config.
 
     Returns the written files; raises :class:`BuildError` naming every module that does
-    not compile (nothing is left half-built: the folder is cleared first).
+    not compile (nothing is left half-built: the folder is cleared first), and
+    :class:`ConfigError` when the board's config would not pass its own boot check.
     """
     sources = bundle_sources(board)  # validates the board name
     arch = BOARD_ARCH[board]
+    config = board_config_path(board)
+    problems = check_config(config, board)
+    if problems:
+        raise ConfigError(config, problems)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
