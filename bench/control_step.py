@@ -95,8 +95,8 @@ latencies = []
 for case in range(CASES):
     board = SimBoard(read_config(), 10.0, case + 1, 0.0, False)
     board.transducer.noise_fs = 0.0
-    board.vessel.volume_ml = (2.0, 5.0, 20.0, 100.0)[case % 4]  # ~100 to ~2 MPa/s at the trip
-    board.vessel.pressure_mpa = 419.0 + 0.37 * (case % 7) / 7.0  # different crossing phases
+    board.vessel.set_param("volume_ml", (2.0, 5.0, 20.0, 100.0)[case % 4])  # ~100 to ~2 MPa/s at the trip
+    board.vessel.set_pressure(419.0 + 0.37 * (case % 7) / 7.0)  # different crossing phases
     board.arm_overpressure_trip(board.calibration.mpa_to_counts(420.0))
     board.write_outputs(65535, 0, True)
     board.pump_stuck_on = True

@@ -71,7 +71,7 @@ def test_the_default_press_meets_the_hil_targets():
 
 def test_a_leaking_vessel_is_held_by_the_integral_make_up():
     def leak(board):
-        board.vessel.leak_ml_s_per_mpa = 8e-5  # ~0.04 MPa/s of loss at 100 MPa: under the limit
+        board.vessel.set_leak(8e-5)  # ~0.04 MPa/s of loss at 100 MPa: under the limit
 
     board, core = _run(leak)
     _, rms, _, _, _ = _metrics(board)
@@ -82,8 +82,8 @@ def test_a_leaking_vessel_is_held_by_the_integral_make_up():
 
 def test_a_softer_vessel_than_the_model_is_still_tracked():
     def soft(board):
-        board.vessel.bulk_modulus_mpa = 900.0  # half the model's stiffness
-        board.vessel.bulk_modulus_slope = 3.0
+        board.vessel.set_param("bulk_modulus_mpa", 900.0)  # half the model's stiffness
+        board.vessel.set_param("bulk_modulus_slope_mpa_per_mpa", 3.0)
 
     board, core = _run(soft)
     overshoot, rms, up, _, _ = _metrics(board)

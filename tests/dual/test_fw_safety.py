@@ -55,8 +55,8 @@ def test_hard_trip_in_the_interrupt_alone_within_2_ms_of_the_crossing():
     # made small so the pressure crosses the trip mid-millisecond at ~40 MPa/s.
     board = SimBoard(read_config(), 10.0, 1, 0.0, False)
     board.transducer.noise_fs = 0.0  # the mechanism, not the noise
-    board.vessel.volume_ml = 5.0
-    board.vessel.pressure_mpa = 415.0
+    board.vessel.set_param("volume_ml", 5.0)
+    board.vessel.set_pressure(415.0)
     board.arm_overpressure_trip(board.calibration.mpa_to_counts(420.0))
     board.write_outputs(65535, 0, True)  # pump flat out, dump valve closed
     board.pump_stuck_on = True  # ... and stuck: only the dump valve can stop this
@@ -82,8 +82,8 @@ def test_hard_trip_while_the_main_loop_is_stalled():
     board, _core, _host = simulate(script, 20.0)
     board.transducer.noise_fs = 0.0
     board.pump_stuck_on = True
-    board.vessel.volume_ml = 5.0
-    board.vessel.pressure_mpa = 419.0
+    board.vessel.set_param("volume_ml", 5.0)
+    board.vessel.set_pressure(419.0)
     stalled_ms = 0
     while not board.overpressure_tripped() and stalled_ms < 500:
         board.advance_1ms()  # no core.step() in between
@@ -112,8 +112,8 @@ def test_reset_is_refused_while_the_pressure_is_above_the_trip():
     script += [(20000, "pressure", 430.0), (20005, "leak", 0.0), (20010, "reset", None)]
 
     def no_dump(board):
-        board.vessel.dump_coeff_ml_s = 0.0  # a dump valve that does not open
-        board.vessel.relief_mpa = 1000.0
+        board.vessel.set_param("dump_flow_ml_s_per_sqrt_mpa", 0.0)  # a dump valve that does not open
+        board.vessel.set_param("relief_mpa", 1000.0)
 
     _board, core, host = simulate(script, 21.0, setup=no_dump)
     assert host.replies[-1][2] == (codes.RESULT_REJECTED, codes.R_CAUSE_PERSISTS, codes.F_OVERPRESSURE_HW, ())

@@ -456,11 +456,11 @@ class ScriptedHost:
             target = board.transducer if verb == "transducer" else board.transducer2
             target.set_fault(kind, value, board.vessel.pressure_mpa)
         elif verb == "leak":
-            board.vessel.leak_ml_s_per_mpa = arg
+            board.vessel.set_leak(arg)
         elif verb == "pressure":
-            board.vessel.pressure_mpa = arg
+            board.vessel.set_pressure(arg)
         elif verb == "plant":
-            setattr(board.vessel, arg[0], arg[1])  # (parameter name, value)
+            board.vessel.set_param(arg[0], arg[1])  # (parameter name, value)
         elif verb == "irq":
             board.irq_enabled = bool(arg)  # False: the timer interrupt stops
         else:

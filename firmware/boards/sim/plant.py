@@ -125,24 +125,7 @@ class Plant:
         p = _merge_params(params, PLANT_DEFAULTS, PLANT_RANGES, "plant")
         self.params = p
         self._rng = XorShift32(seed)
-        self._inv_volume = 1.0 / p["volume_ml"]
-        self._k0 = p["bulk_modulus_mpa"]
-        self._k1 = p["bulk_modulus_slope_mpa_per_mpa"]
-        self._pump_flow = p["pump_flow_ml_s"]
-        self._stall_mpa = p["pump_stall_mpa"]
-        self._inv_stall = 1.0 / p["pump_stall_mpa"]
-        self._stroke_s = p["pump_stroke_s"]
-        self._jitter = p["pump_flow_jitter_pct"] / 100.0
-        self._c_vent = p["vent_flow_ml_s_per_sqrt_mpa"]
-        self._c_dump = p["dump_flow_ml_s_per_sqrt_mpa"]
-        self._relief_mpa = p["relief_mpa"]
-        self._c_relief = p["relief_flow_ml_s_per_mpa"]
-        self._creep_per_mpa = p["creep_ml_per_mpa"]
-        self._inv_creep_tau = 1.0 / p["creep_time_constant_s"]
-        self._c_burst = p["burst_flow_ml_s_per_sqrt_mpa"]
-        self._burst_leak = p["burst_leak_ml_s_per_mpa"]
-        self._max_age_s = p["solver_max_step_s"]
-        self._max_dp = p["solver_max_dp_mpa"]
+        self._derive()
 
         self.pressure_mpa = p["initial_pressure_mpa"]
         self.t_s = 0.0
@@ -167,6 +150,46 @@ class Plant:
         self._p_eval = self.pressure_mpa
         self._age_s = 0.0
         self._valid_s = -1.0  # < 0: the next step evaluates
+
+    def _derive(self):
+        """Cache the parameters the per-millisecond step reads (attribute loads are cheap)."""
+        p = self.params
+        self._inv_volume = 1.0 / p["volume_ml"]
+        self._k0 = p["bulk_modulus_mpa"]
+        self._k1 = p["bulk_modulus_slope_mpa_per_mpa"]
+        self._pump_flow = p["pump_flow_ml_s"]
+        self._stall_mpa = p["pump_stall_mpa"]
+        self._inv_stall = 1.0 / p["pump_stall_mpa"]
+        self._stroke_s = p["pump_stroke_s"]
+        self._jitter = p["pump_flow_jitter_pct"] / 100.0
+        self._c_vent = p["vent_flow_ml_s_per_sqrt_mpa"]
+        self._c_dump = p["dump_flow_ml_s_per_sqrt_mpa"]
+        self._relief_mpa = p["relief_mpa"]
+        self._c_relief = p["relief_flow_ml_s_per_mpa"]
+        self._creep_per_mpa = p["creep_ml_per_mpa"]
+        self._inv_creep_tau = 1.0 / p["creep_time_constant_s"]
+        self._c_burst = p["burst_flow_ml_s_per_sqrt_mpa"]
+        self._burst_leak = p["burst_leak_ml_s_per_mpa"]
+        self._max_age_s = p["solver_max_step_s"]
+        self._max_dp = p["solver_max_dp_mpa"]
+
+
+    def set_param(self, key, value):
+        """Change one parameter now (tests and scenarios: a softer vessel, a dead dump valve)."""
+        merged = _merge_params({key: value}, PLANT_DEFAULTS, PLANT_RANGES, "plant")
+        self._commit()
+        self.params[key] = merged[key]
+        self._derive()
+        if key == "leak_ml_s_per_mpa":
+            self.leak_ml_s_per_mpa = merged[key]
+        self._valid_s = -1.0
+
+    def set_pressure(self, pressure_mpa):
+        """Put the vessel at pressure_mpa now (tests start mid-run without pumping there)."""
+        self._commit()
+        self.pressure_mpa = float(pressure_mpa)
+        self._p_eval = self.pressure_mpa
+        self._valid_s = -1.0
 
     # -- events --------------------------------------------------------------------
     def set_leak(self, leak_ml_s_per_mpa):
