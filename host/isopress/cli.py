@@ -29,6 +29,19 @@ def _cmd_firmware_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    from .agent.config import ConfigError, load_config
+
+    try:
+        config = load_config(Path(args.file))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    broker = f"{config.broker.host}:{config.broker.port}"
+    print(f"{args.file}: valid (press {config.agent.press_id}, broker {broker})")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="isopress", description="Laboratory isostatic press: host tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -42,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--board", choices=["rp2", "esp32", "sim"], required=True)
     build.add_argument("--out", help="output folder (default build/firmware-BOARD)")
     build.set_defaults(func=_cmd_firmware_build)
+
+    config = sub.add_parser("config", help="agent configuration files")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser(
+        "check", help="validate an agent config file (exit 0 valid, 2 with every problem)"
+    )
+    check.add_argument("file", help="the TOML file, e.g. /etc/isopress/agent.toml")
+    check.set_defaults(func=_cmd_config_check)
     return parser
 
 
