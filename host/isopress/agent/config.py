@@ -46,9 +46,9 @@ class _Section(BaseModel):
 class ReconnectSection(_Section):
     """Capped, jittered exponential backoff between reconnect attempts (serial and broker)."""
 
-    initial_s: float = Field(0.5, gt=0, le=60, description="first delay, s")
-    max_s: float = Field(30.0, gt=0, le=3600, description="cap on the delay, s")
-    multiplier: float = Field(2.0, ge=1.0, le=10.0, description="growth per failed attempt")
+    initial_s: float = Field(default=0.5, gt=0, le=60, description="first delay, s")
+    max_s: float = Field(default=30.0, gt=0, le=3600, description="cap on the delay, s")
+    multiplier: float = Field(default=2.0, ge=1.0, le=10.0, description="growth per failed attempt")
 
     @model_validator(mode="after")
     def _cap_above_initial(self) -> ReconnectSection:
@@ -77,10 +77,10 @@ class SerialSection(_Section):
     """The board's serial link."""
 
     port: str = Field(description="pyserial URL: /dev/isopress-<serial>, /dev/pts/N, socket://host:port")
-    baudrate: int = Field(115200, gt=0)
-    heartbeat_period_ms: int = Field(500, ge=50, le=60000, description="host heartbeat to the board")
+    baudrate: int = Field(default=115200, gt=0)
+    heartbeat_period_ms: int = Field(default=500, ge=50, le=60000, description="host heartbeat to the board")
     heartbeat_timeout_ms: int = Field(
-        2000, ge=100, le=600000, description="board silent this long = link lost"
+        default=2000, ge=100, le=600000, description="board silent this long = link lost"
     )
     reconnect: ReconnectSection = ReconnectSection()
 
@@ -98,8 +98,8 @@ class TlsSection(_Section):
     """TLS to the broker (files are PEM)."""
 
     ca_file: Path = Field(description="CA certificate(s) that signed the broker's certificate")
-    cert_file: Path | None = Field(None, description="client certificate (mutual TLS)")
-    key_file: Path | None = Field(None, description="client key (mutual TLS)")
+    cert_file: Path | None = Field(default=None, description="client certificate (mutual TLS)")
+    key_file: Path | None = Field(default=None, description="client key (mutual TLS)")
 
     @model_validator(mode="after")
     def _files_exist(self) -> TlsSection:
@@ -116,18 +116,18 @@ class BrokerSection(_Section):
     """The MQTT 5 broker."""
 
     host: str = "localhost"
-    port: int = Field(1883, ge=1, le=65535)
+    port: int = Field(default=1883, ge=1, le=65535)
     tls: TlsSection | None = None
     username: str | None = None
-    password_file: Path | None = Field(None, description="file holding the password (first line)")
-    client_id: str | None = Field(None, description="default isopress-agent-<press_id>")
-    keepalive_s: int = Field(15, ge=2, le=3600)
+    password_file: Path | None = Field(default=None, description="file holding the password (first line)")
+    client_id: str | None = Field(default=None, description="default isopress-agent-<press_id>")
+    keepalive_s: int = Field(default=15, ge=2, le=3600)
     session_expiry_s: int = Field(
-        86400, ge=0, le=0xFFFFFFFF, description="broker keeps the session this long"
+        default=86400, ge=0, le=0xFFFFFFFF, description="broker keeps the session this long"
     )
-    connect_timeout_s: float = Field(10.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
     publish_timeout_s: float = Field(
-        10.0, gt=0, description="no PUBACK within this = connection presumed dead"
+        default=10.0, gt=0, description="no PUBACK within this = connection presumed dead"
     )
     reconnect: ReconnectSection = ReconnectSection()
 
@@ -151,11 +151,14 @@ class BrokerSection(_Section):
 class SpoolSection(_Section):
     """The store-and-forward spool (SQLite, WAL)."""
 
-    path: Path = Field(Path("/var/lib/isopress/spool.sqlite3"), description="database file")
-    max_rows: int = Field(2_000_000, ge=100, description="oldest rows dropped (and reported) beyond this")
-    max_bytes: int = Field(512 * 1024 * 1024, ge=100_000, description="payload bytes kept, at most")
+    path: Path = Field(default=Path("/var/lib/isopress/spool.sqlite3"), description="database file")
+    max_rows: int = Field(
+        default=2_000_000, ge=100, description="oldest rows dropped (and reported) beyond this"
+    )
+    max_bytes: int = Field(default=512 * 1024 * 1024, ge=100_000, description="payload bytes kept, at most")
     synchronous: Literal["normal", "full"] = Field(
-        "normal", description="normal survives an agent crash; full also a power cut, at more disk writes"
+        default="normal",
+        description="normal survives an agent crash; full also a power cut, at more disk writes",
     )
 
 
@@ -169,19 +172,21 @@ class TelemetrySection(_Section):
     """Batching of telemetry samples into MQTT messages."""
 
     batch_period_ms: int = Field(
-        20, ge=1, le=100, description="at most one batch per period (>= 10 batches/s)"
+        default=20, ge=1, le=100, description="at most one batch per period (>= 10 batches/s)"
     )
-    max_batch: int = Field(250, ge=1, le=2000, description="samples per message, at most")
+    max_batch: int = Field(default=250, ge=1, le=2000, description="samples per message, at most")
 
 
 class CommandsSection(_Section):
     """Command intake."""
 
-    max_age_s: float = Field(10.0, gt=0, le=3600, description="older commands (by sent_at) are rejected")
-    max_clock_skew_s: float = Field(
-        5.0, ge=0, le=600, description="sent_at this far in the future is tolerated"
+    max_age_s: float = Field(
+        default=10.0, gt=0, le=3600, description="older commands (by sent_at) are rejected"
     )
-    board_timeout_s: float = Field(10.0, gt=0, description="board ACK/NAK awaited this long")
+    max_clock_skew_s: float = Field(
+        default=5.0, ge=0, le=600, description="sent_at this far in the future is tolerated"
+    )
+    board_timeout_s: float = Field(default=10.0, gt=0, description="board ACK/NAK awaited this long")
 
 
 class AgentConfig(_Section):
