@@ -17,6 +17,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from .model import BoardEvent, BoardInfo, Sample, fault_names, state_name
 from .recipe import Recipe, RecipeProblem
+from .spool import STREAM_EVENT, STREAM_TELEMETRY, Outgoing
+from .topics import PressTopics
 
 __all__ = [
     "AbortCommand",
@@ -352,3 +354,36 @@ COMMAND_MODELS: dict[str, type[_Command]] = {
     "abort": AbortCommand,
     "reset": ResetCommand,
 }
+
+
+# -- spool rows -------------------------------------------------------------------------------
+def sample_outgoing(topics: PressTopics, sample: Sample) -> Outgoing:
+    """The spool row of a sample."""
+    return Outgoing(
+        STREAM_TELEMETRY,
+        topics.telemetry,
+        sample_body(sample),
+        historical=sample.historical,
+        boot_count=sample.boot_count,
+        seq=sample.seq,
+    )
+
+
+def event_outgoing(topics: PressTopics, event: BoardEvent) -> Outgoing:
+    """The spool row of a board event."""
+    return Outgoing(
+        STREAM_EVENT,
+        topics.event,
+        event_body(event),
+        historical=event.historical,
+        boot_count=event.boot_count,
+        seq=event.event_seq,
+    )
+
+
+def agent_event_outgoing(
+    topics: PressTopics, kind: str, reason: str, *, detail: int = 0, value: float = 0.0
+) -> Outgoing:
+    """The spool row of an agent event (link lost, board reset, spool overflow, ...)."""
+    body = agent_event_body(kind, reason, detail=detail, value=value, when=datetime.now(UTC))
+    return Outgoing(STREAM_EVENT, topics.event, body)
