@@ -17,7 +17,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from isopress.agent.config import AgentConfig, parse_config
-from isopress.agent.model import Sample
+from isopress.agent.model import BoardInfo, CommandResult, DeviceProfile, Sample
+from isopress.agent.recipe import Recipe
 from isopress.broker import Mosquitto
 
 
@@ -155,3 +156,77 @@ async def with_subscriber(
         with contextlib.suppress(asyncio.CancelledError):
             await task
     return sub
+
+
+def make_info(boot_count: int = 1, **profile: Any) -> BoardInfo:
+    """Board info with the design brief's default device profile."""
+    values: dict[str, Any] = {
+        "max_working_mpa": 400.0,
+        "trip_mpa": 420.0,
+        "max_ramp_up_mpa_s": 2.0,
+        "max_ramp_down_mpa_s": 1.0,
+        "max_hold_s": 3600.0,
+        "margin_mpa": 10.0,
+        "host_lost_timeout_ms": 5000,
+        "host_lost_policy": 1,
+    }
+    values.update(profile)
+    return BoardInfo(
+        firmware_version="1.0.0",
+        protocol_major=1,
+        protocol_minor=0,
+        board_id="E6614103E7452D2F",
+        board_kind="sim",
+        profile_hash=0x1234ABCD,
+        calibration_id="sim-factory",
+        calibration_date="2026-11-25",
+        boot_count=boot_count,
+        reset_cause=1,
+        profile=DeviceProfile(**values),
+    )
+
+
+@dataclass
+class RecordingBoard:
+    """A BoardPort fake: records every call, answers with ``result`` (or raises ``error``)."""
+
+    result: CommandResult = field(default_factory=lambda: CommandResult(ok=True, value=7))
+    error: Exception | None = None
+    delay_s: float = 0.0
+    calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+
+    async def _call(self, name: str, *args: Any) -> CommandResult:
+        self.calls.append((name, args))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    async def load_recipe(self, recipe: Recipe, recipe_id: int) -> CommandResult:
+        return await self._call("load_recipe", recipe, recipe_id)
+
+    async def start(self, recipe_id: int) -> CommandResult:
+        return await self._call("start", recipe_id)
+
+    async def pause(self) -> CommandResult:
+        return await self._call("pause")
+
+    async def resume(self) -> CommandResult:
+        return await self._call("resume")
+
+    async def abort(self) -> CommandResult:
+        return await self._call("abort")
+
+    async def reset_faults(self) -> CommandResult:
+        return await self._call("reset_faults")
+
+
+GOOD_RECIPE: dict[str, Any] = {
+    "name": "250 MPa cycle",
+    "segments": [
+        {"kind": "ramp", "target_mpa": 250.0, "rate_mpa_s": 1.0},
+        {"kind": "hold", "duration_s": 300.0},
+        {"kind": "ramp", "target_mpa": 0.0, "rate_mpa_s": 0.5},
+    ],
+}
