@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", help="the TOML file, e.g. /etc/isopress/agent.toml")
     check.set_defaults(func=_cmd_config_check)
+
+    from .runs.cli import add_runs_parser
+
+    add_runs_parser(sub)
     return parser
 
 
