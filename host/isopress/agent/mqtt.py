@@ -36,7 +36,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from .backoff import Backoff
 from .config import AgentConfig
 from .payloads import telemetry_batch, with_historical
-from .spool import STREAM_TELEMETRY, Spool, SpooledRow
+from .spool import STREAM_EVENT, STREAM_TELEMETRY, Spool, SpooledRow
 from .topics import PressTopics, parse_command_topic
 
 __all__ = ["IncomingCommand", "MqttLink", "MqttStats"]
@@ -308,7 +308,9 @@ class MqttLink:
                         1 for r in group if r.historical or r.row_id <= replay_upto
                     )
                 else:
-                    body = with_historical(first.body, first.historical or first.row_id <= replay_upto)
+                    body = first.body  # run summaries are published as written
+                    if first.stream == STREAM_EVENT:
+                        body = with_historical(body, first.historical or first.row_id <= replay_upto)
                     await client.publish(
                         first.topic, body.encode(), qos=1, retain=first.retain, timeout=timeout_s
                     )

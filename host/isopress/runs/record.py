@@ -171,6 +171,19 @@ class RunRecorder:
             if event.kind == codes.EV_RUN_ENDED and event.detail == run.board_run_id:
                 self.finish(key, event.code)
 
+    def open_run_ids(self) -> set[str]:
+        """Ids of the runs being recorded."""
+        return {run.run_id for run in self.open_runs.values()}
+
+    def board_rebooted(self, old_boot_count: int) -> list[str]:
+        """The board reset: its open runs end as ``interrupted``; returns their ids."""
+        ended: list[str] = []
+        for key in [k for k in self.open_runs if k[0] == old_boot_count]:
+            summary = self.finish(key, codes.ST_BOOT)
+            if summary is not None:
+                ended.append(summary.run_id)
+        return ended
+
     def mark_aborted(self) -> None:
         """An abort was accepted: the runs now open end as ``aborted`` unless they fault."""
         for run in self.open_runs.values():

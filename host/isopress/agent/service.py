@@ -1,0 +1,263 @@
+"""The agent: spool, MQTT link, command handler and run recorder around one board.
+
+``async with Agent(config, board, updates) as agent: await agent.wait()``
+
+``board`` is the :class:`~.board.BoardPort` (commands) and ``updates`` the stream of
+:data:`~.model.BoardUpdate` values, both provided by the serial session (or, for tests and
+manual runs, by :class:`~.fake_board.FakeBoard`). Tasks, all in one ``TaskGroup``:
+
+- *intake*: board updates into a bounded queue (back-pressure reaches the session; the
+  board's history ring covers what it cannot send meanwhile);
+- *dispatch*: each burst of updates is written to the spool in one transaction FIRST,
+  then fed to the press view (retained ``state``) and the run recorder;
+- *commands*: MQTT commands through the handler to the board, replies back;
+- *housekeeping*: once a second, flush run traces and report spool drops as an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterable
+from types import TracebackType
+
+from isoproto import codes
+
+from ..runs.hooks import RunHooks, hil_hooks
+from ..runs.record import RunRecorder
+from .board import BoardPort
+from .commands import CommandHandler
+from .config import AgentConfig
+from .model import BoardEvent, BoardInfo, BoardUpdate, LinkDown, Sample
+from .mqtt import MqttLink
+from .payloads import RunSummary, agent_event_outgoing, event_outgoing, sample_outgoing
+from .press import LoadedRecipe, PressView
+from .recipe import Recipe
+from .spool import STREAM_RETAINED, Outgoing, Spool
+from .topics import PressTopics
+
+__all__ = ["Agent"]
+
+log = logging.getLogger("isopress.agent")
+
+_INTAKE_QUEUE = 10_000
+_BURST = 1_000  # updates written to the spool in one transaction, at most
+
+
+class Agent:
+    """The whole host agent for one press (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        board: BoardPort,
+        updates: AsyncIterable[BoardUpdate],
+        *,
+        hooks: RunHooks | None = None,
+    ) -> None:
+        self.config = config
+        self.board = board
+        self.topics = PressTopics(config.agent.press_id)
+        self.spool = Spool(
+            config.spool.path,
+            max_rows=config.spool.max_rows,
+            max_bytes=config.spool.max_bytes,
+            synchronous=config.spool.synchronous,
+        )
+        self.press = PressView(config.agent.press_id)
+        self.link = MqttLink(config, self.spool)
+        self.recorder: RunRecorder | None = None
+        self.handler: CommandHandler | None = None
+        self._updates = updates
+        self._hooks = hooks if hooks is not None else hil_hooks()
+        self._intake: asyncio.Queue[BoardUpdate | None] = asyncio.Queue(maxsize=_INTAKE_QUEUE)
+        self._tasks: asyncio.TaskGroup | None = None
+        self._running: list[asyncio.Task[None]] = []
+        self._done = asyncio.Event()
+        self._fingerprint: tuple[object, ...] | None = None
+
+    # -- life cycle --------------------------------------------------------------------
+    async def __aenter__(self) -> Agent:
+        self.spool.open()
+        self._restore_recipe()
+        self.recorder = RunRecorder(
+            self.config.runs.folder, self.config.agent.press_id, hooks=self._hooks, publish=self._publish_run
+        )
+        self.handler = CommandHandler(
+            self.config.commands,
+            self.board,
+            self.press,
+            on_start=self._on_start,
+            on_recipe_loaded=self._remember_recipe,
+        )
+        await self.link.__aenter__()
+        self._publish_state()
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        for loop, name in (
+            (self._intake_loop(), "intake"),
+            (self._dispatch_loop(), "dispatch"),
+            (self._command_loop(), "commands"),
+            (self._housekeeping_loop(), "housekeeping"),
+        ):
+            self._running.append(self._tasks.create_task(loop, name=name))
+        log.info(
+            "agent for press %s started (spool %s, %d rows waiting)",
+            self.topics.press_id,
+            self.spool.path,
+            self.spool.rows,
+        )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._tasks is not None
+        for task in self._running:
+            task.cancel()
+        try:
+            await self._tasks.__aexit__(None, None, None)
+        finally:
+            await self.link.__aexit__(exc_type, exc, tb)
+            if self.recorder is not None:
+                self.recorder.close()
+            self.spool.close()
+
+    async def wait(self) -> None:
+        """Return when the board's update stream has ended (the session closed)."""
+        await self._done.wait()
+
+    # -- tasks ---------------------------------------------------------------------------
+    async def _intake_loop(self) -> None:
+        async for update in self._updates:
+            await self._intake.put(update)
+        await self._intake.put(None)  # the session ended
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            first = await self._intake.get()
+            burst: list[BoardUpdate | None] = [first]
+            while len(burst) < _BURST and not self._intake.empty():
+                burst.append(self._intake.get_nowait())
+            ended = None in burst
+            self._dispatch([u for u in burst if u is not None])
+            if ended:
+                log.info("the board's update stream ended")
+                self._done.set()
+                return
+
+    def _dispatch(self, updates: list[BoardUpdate]) -> None:
+        outgoing: list[Outgoing] = []
+        for update in updates:
+            if isinstance(update, Sample):
+                outgoing.append(sample_outgoing(self.topics, update))
+            elif isinstance(update, BoardEvent):
+                outgoing.append(event_outgoing(self.topics, update))
+        # Spool first: from here on, nothing that reached the host can be lost.
+        self.spool.append(outgoing)
+        assert self.recorder is not None
+        for update in updates:
+            if isinstance(update, Sample):
+                self.press.on_sample(update)
+                run_id = self.recorder.on_sample(update)
+                if not update.historical:
+                    self.press.run_id = run_id if run_id in self.recorder.open_run_ids() else None
+            elif isinstance(update, BoardEvent):
+                self.recorder.on_event(update)
+            elif isinstance(update, BoardInfo):
+                self._on_info(update)
+            elif isinstance(update, LinkDown):
+                self.press.on_link_down(update)
+                self._agent_event("board_link_lost", f"serial link to the board lost: {update.reason}")
+        self._publish_state()
+
+    def _on_info(self, info: BoardInfo) -> None:
+        assert self.recorder is not None
+        previous = self.press.on_info(info)
+        self.recorder.on_info(info)
+        if previous is not None:
+            interrupted = self.recorder.board_rebooted(previous.boot_count)
+            runs = f"; run(s) {', '.join(interrupted)} interrupted" if interrupted else ""
+            self._agent_event(
+                "board_reset",
+                f"board rebooted (reset cause: {info.reset_cause_name}); boot count "
+                f"{previous.boot_count} -> {info.boot_count}{runs}",
+                detail=info.boot_count,
+            )
+        else:
+            self._agent_event(
+                "board_connected",
+                f"board {info.board_kind} {info.board_id} connected: firmware {info.firmware_version}, "
+                f"protocol {info.protocol_version}, boot {info.boot_count}",
+                detail=info.boot_count,
+            )
+
+    async def _command_loop(self) -> None:
+        assert self.handler is not None and self.recorder is not None
+        async for command in self.link.commands():
+            outcome = await self.handler.handle(command)
+            if outcome.reply is None:
+                self._agent_event(
+                    "command_ignored", f"{command.verb} from {command.operator}: retained, ignored"
+                )
+                continue
+            reply = outcome.reply
+            if reply.accepted and command.verb == "abort":
+                self.recorder.mark_aborted()
+            verdict = "accepted" if reply.accepted else f"rejected: {reply.error}"
+            self._agent_event(
+                "command_accepted" if reply.accepted else "command_rejected",
+                f"{command.verb} from {command.operator}: {verdict}",
+            )
+            self._publish_state()
+            await self.link.reply(command, reply.model_dump_json())
+
+    async def _housekeeping_loop(self) -> None:
+        assert self.recorder is not None
+        while True:
+            await asyncio.sleep(1.0)
+            self.recorder.flush()
+            dropped = self.spool.take_dropped()
+            if dropped.total:
+                totals = self.spool.dropped_totals()
+                self._agent_event(
+                    "spool_overflow",
+                    f"spool full (spool.max_rows/max_bytes): {dropped.samples} samples and "
+                    f"{dropped.events} events dropped unpublished "
+                    f"(since install: {totals.samples} samples, {totals.events} events)",
+                    detail=dropped.total,
+                )
+                log.error("spool overflow: %d samples, %d events dropped", dropped.samples, dropped.events)
+
+    # -- helpers -------------------------------------------------------------------------
+    def _agent_event(self, kind: str, reason: str, *, detail: int = 0) -> None:
+        log.info("%s: %s", kind, reason)
+        self.spool.append([agent_event_outgoing(self.topics, kind, reason, detail=detail)])
+
+    def _publish_state(self) -> None:
+        fingerprint = self.press.fingerprint()
+        if fingerprint != self._fingerprint:
+            self._fingerprint = fingerprint
+            self.link.set_state(self.press.payload_json())
+
+    def _publish_run(self, summary: RunSummary) -> None:
+        body = summary.model_dump_json()
+        self.spool.append([Outgoing(STREAM_RETAINED, self.topics.run(summary.run_id), body, retain=True)])
+
+    def _on_start(self, operator: str, recipe: LoadedRecipe | None, board_run_id: int) -> None:
+        assert self.recorder is not None
+        self.press.run_id = self.recorder.expect_start(operator, recipe, board_run_id)
+        self.press.board_run_id = board_run_id
+        if self.press.state is not None and self.press.state in (codes.ST_READY, codes.ST_COMPLETE):
+            self.press.state = codes.ST_PRESSURISING
+
+    def _remember_recipe(self, loaded: LoadedRecipe) -> None:
+        self.spool.set_meta("loaded_recipe", loaded.recipe.model_dump_json())
+
+    def _restore_recipe(self) -> None:
+        text = self.spool.get_meta("loaded_recipe")
+        if text:
+            try:
+                self.press.recipe = LoadedRecipe.of(Recipe.model_validate_json(text))
+            except ValueError:
+                log.warning("the recipe remembered in the spool is unreadable; load it again")
