@@ -132,6 +132,9 @@ class Subscriber:
         return out
 
     def on(self, suffix: str) -> list[Any]:
+        """Payloads on topics ending with ``suffix`` (or containing it, when it ends with '/')."""
+        if suffix.endswith("/"):
+            return [data for topic, data, _r, _p in self.messages if suffix in topic]
         return [data for topic, data, _r, _p in self.messages if topic.endswith(suffix)]
 
 
@@ -230,3 +233,41 @@ GOOD_RECIPE: dict[str, Any] = {
         {"kind": "ramp", "target_mpa": 0.0, "rate_mpa_s": 0.5},
     ],
 }
+
+
+async def send_command(
+    broker: Mosquitto,
+    press_id: str,
+    operator: str,
+    verb: str,
+    payload: dict[str, Any] | bytes,
+    *,
+    retain: bool = False,
+    expiry_s: int | None = None,
+    timeout_s: float = 5.0,
+) -> dict[str, Any] | None:
+    """Publish a command like an operator's tool; return the reply (None if none came)."""
+    if isinstance(payload, dict):
+        payload = json.dumps({"sent_at": datetime.now(UTC).isoformat(), **payload}).encode()
+    reply_topic = f"test/replies/{uuid.uuid4().hex[:8]}"
+    correlation = uuid.uuid4().bytes
+    async with aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+        await client.subscribe(reply_topic, qos=1)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ResponseTopic = reply_topic
+        props.CorrelationData = correlation
+        if expiry_s is not None:
+            props.MessageExpiryInterval = expiry_s
+        topic = f"isopress/{press_id}/cmd/{operator}/{verb}"
+        await client.publish(topic, payload, qos=1, retain=retain, properties=props)
+        try:
+            async with asyncio.timeout(timeout_s):
+                async for message in client.messages:
+                    assert message.properties is not None
+                    assert message.properties.CorrelationData == correlation
+                    assert isinstance(message.payload, bytes)
+                    reply: dict[str, Any] = json.loads(message.payload)
+                    return reply
+        except TimeoutError:
+            return None
+    return None

@@ -64,6 +64,7 @@ class FakeBoard:
         self.profile = profile
         self.board_id = board_id
         self.boot_count = boot_count
+        self.reset_cause = codes.RESET_POWER_ON
         self.calls: list[str] = []
         self._rng = random.Random(seed)
         self._queue: asyncio.Queue[BoardUpdate | None] = asyncio.Queue(maxsize=10_000)
@@ -98,7 +99,7 @@ class FakeBoard:
             calibration_id="fake-cal",
             calibration_date="2026-11-25",
             boot_count=self.boot_count,
-            reset_cause=codes.RESET_POWER_ON,
+            reset_cause=self.reset_cause,
             profile=self.profile,
             latest_sample_seq=self.seq,
             telemetry_period_ms=self.period_ms,
@@ -127,6 +128,7 @@ class FakeBoard:
         """Simulate a board reset: link lost, new boot count, sequences from 0, state idle."""
         self._queue.put_nowait(LinkDown(wall_time=datetime.now(UTC), reason="board reset"))
         self.boot_count += 1
+        self.reset_cause = reset_cause
         self._reset_board_state()
         self._queue.put_nowait(self.info)
         self._event(codes.EV_BOOT, reset_cause, 0)
