@@ -42,6 +42,13 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from .agent.main import run_agent
+
+    config = Path(args.config)
+    return run_agent(config, port=args.port, fake_board=args.fake_board, fake_speed=args.fake_speed)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="isopress", description="Laboratory isostatic press: host tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", help="the TOML file, e.g. /etc/isopress/agent.toml")
     check.set_defaults(func=_cmd_config_check)
+
+    agent = sub.add_parser("agent", help="run the host agent (MQTT, spool, commands, run records)")
+    agent.add_argument("--config", required=True, help="agent TOML file (see deploy/agent.example.toml)")
+    agent.add_argument("--port", help="serial port URL (overrides serial.port)")
+    agent.add_argument("--fake-board", action="store_true", help="TESTING ONLY: a fake press, not the board")
+    agent.add_argument("--fake-speed", type=float, default=1.0, help="fake board time per wall second")
+    agent.set_defaults(func=_cmd_agent)
 
     from .runs.cli import add_runs_parser
 
