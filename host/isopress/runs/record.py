@@ -61,6 +61,7 @@ TRACE_COLUMNS = (
     "historical",
 )
 
+_UNKNOWN_BOOT = -1
 _TERMINAL = (codes.ST_COMPLETE, codes.ST_FAULT, codes.ST_ESTOP, codes.ST_IDLE)
 _ACTIVE = (codes.ST_PRESSURISING, codes.ST_HOLDING, codes.ST_DEPRESSURISING, codes.ST_PAUSED)
 
@@ -136,7 +137,8 @@ class RunRecorder:
     def expect_start(self, operator: str, recipe: LoadedRecipe | None, board_run_id: int) -> str:
         """The board accepted a start from ``operator``; opens the record now and returns its id."""
         self._expected = (operator, recipe, board_run_id)
-        boot = self._info.boot_count if self._info else 0
+        # Without a handshake yet the boot is unknown (-1): the first sample adopts the record.
+        boot = self._info.boot_count if self._info else _UNKNOWN_BOOT
         run = self.open_runs.get((boot, board_run_id)) or self._open(boot, board_run_id, datetime.now(UTC))
         return run.run_id
 
@@ -146,6 +148,10 @@ class RunRecorder:
             return None
         key = (sample.boot_count, sample.run_id)
         run = self.open_runs.get(key)
+        if run is None and (_UNKNOWN_BOOT, sample.run_id) in self.open_runs:
+            run = self.open_runs.pop((_UNKNOWN_BOOT, sample.run_id))
+            run.boot_count = sample.boot_count
+            self.open_runs[key] = run
         if run is None:
             if sample.historical or sample.state not in _ACTIVE:
                 return None
