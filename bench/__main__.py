@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import virtual_board_speed
+from bench import spool_bench, virtual_board_speed
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -33,7 +33,7 @@ def _machine() -> str:
 
 def main() -> int:
     results: list[dict[str, Any]] = []
-    for module in (virtual_board_speed,):
+    for module in (virtual_board_speed, spool_bench):
         started = time.monotonic()
         print(f"running {module.__name__} ...", flush=True)
         results.extend(module.run())

@@ -23,11 +23,13 @@ def test_rows_come_back_oldest_first_and_go_only_when_acknowledged(tmp_path: Pat
         assert [r.stream for r in rows] == [0, 0, 0, 0, 0, 1]
         assert [r.row_id for r in rows] == sorted(r.row_id for r in rows)
         assert rows[-1].historical and not rows[0].historical
-        spool.acknowledge([rows[0].row_id, rows[1].row_id])
+        spool.acknowledge(rows[:2])
         assert spool.rows == 4
+        assert spool.payload_bytes == sum(len(r.body) for r in rows[2:])
         assert [r.body for r in spool.oldest(2)] == [rows[2].body, rows[3].body]
-        spool.acknowledge([999_999])  # unknown ids are ignored
+        spool.acknowledge(rows[:2])  # already gone: nothing happens
         assert spool.rows == 4
+        assert spool.payload_bytes == sum(len(r.body) for r in rows[2:])
 
 
 def test_the_spool_survives_a_restart_with_its_counts(tmp_path: Path) -> None:
@@ -114,3 +116,13 @@ def test_a_failed_append_changes_nothing(tmp_path: Path) -> None:
         assert spool.rows == 100
         assert spool.db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 100
         assert spool.take_dropped().total == 0
+
+
+def test_acknowledging_rows_dropped_in_flight_keeps_the_counts_right(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db", max_rows=100) as spool:
+        spool.append([_sample(i) for i in range(100)])
+        in_flight = spool.oldest(50)
+        spool.append([_sample(i) for i in range(100, 130)])  # drops 30 of the in-flight rows
+        spool.acknowledge(in_flight)
+        assert spool.rows == 80
+        assert spool.payload_bytes == spool.db.execute("SELECT sum(length(body)) FROM outbox").fetchone()[0]

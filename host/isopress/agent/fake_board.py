@@ -106,16 +106,21 @@ class FakeBoard:
         )
 
     # -- the update stream ------------------------------------------------------------
-    async def updates(self) -> AsyncIterator[BoardUpdate]:
-        """Board info, then samples and events until :meth:`close`."""
+    async def updates(self) -> AsyncIterator[list[BoardUpdate]]:
+        """Board info, then bursts of samples and events until :meth:`close`."""
         ticker = asyncio.create_task(self._tick_forever())
         try:
-            await self._queue.put(self.info)
+            yield [self.info]
             while True:
-                item = await self._queue.get()
-                if item is None:
+                burst = [await self._queue.get()]
+                while not self._queue.empty():
+                    burst.append(self._queue.get_nowait())
+                done = None in burst
+                items = [u for u in burst if u is not None]
+                if items:
+                    yield items
+                if done:
                     return
-                yield item
         finally:
             ticker.cancel()
 

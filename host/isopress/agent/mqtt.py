@@ -290,10 +290,13 @@ class MqttLink:
         timeout_s = self.config.broker.publish_timeout_s
         last_batch_at = -1e9
         while True:
-            await self.spool.wait_for_rows()
+            # At most one telemetry batch per period unless a full batch waits (replay).
+            # Sleeping out the period BEFORE waiting for rows means samples arriving in
+            # the meantime do not wake this task one by one.
             wait_s = last_batch_at + period_s - time.monotonic()
             if wait_s > 0 and self.spool.rows < max_batch:
                 await asyncio.sleep(wait_s)
+            await self.spool.wait_for_rows()
             rows = self.spool.oldest(max_batch)
             for group in _group_rows(rows):
                 first = group[0]
@@ -316,7 +319,7 @@ class MqttLink:
                     )
                     self.stats.other_messages += 1
                 # publish() returned: the broker acknowledged (PUBACK). Only now forget the rows.
-                self.spool.acknowledge(r.row_id for r in group)
+                self.spool.acknowledge(group)
 
 
 def _group_rows(rows: list[SpooledRow]) -> list[list[SpooledRow]]:

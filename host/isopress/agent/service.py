@@ -2,14 +2,15 @@
 
 ``async with Agent(config, board, updates) as agent: await agent.wait()``
 
-``board`` is the :class:`~.board.BoardPort` (commands) and ``updates`` the stream of
-:data:`~.model.BoardUpdate` values, both provided by the serial session (or, for tests and
-manual runs, by :class:`~.fake_board.FakeBoard`). Tasks, all in one ``TaskGroup``:
+``board`` is the :class:`~.board.BoardPort` (commands) and ``updates`` an async iterable
+of bursts (sequences) of :data:`~.model.BoardUpdate` values, in board order, both provided
+by the serial session (or, for tests and manual runs, by :class:`~.fake_board.FakeBoard`).
+A burst is whatever the session decoded at once (one sample live, many during a
+backfill); the agent consumes it synchronously, so a slow consumer holds the session back
+instead of growing a queue. Tasks, all in one ``TaskGroup``:
 
-- *intake*: board updates into a bounded queue (back-pressure reaches the session; the
-  board's history ring covers what it cannot send meanwhile);
-- *dispatch*: each burst of updates is written to the spool in one transaction FIRST,
-  then fed to the press view (retained ``state``) and the run recorder;
+- *dispatch*: each burst is written to the spool in one transaction FIRST, then fed to
+  the press view (retained ``state``) and the run recorder;
 - *commands*: MQTT commands through the handler to the board, replies back;
 - *housekeeping*: once a second, flush run traces and report spool drops as an event.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Sequence
 from types import TracebackType
 
 from isoproto import codes
@@ -40,9 +41,6 @@ __all__ = ["Agent"]
 
 log = logging.getLogger("isopress.agent")
 
-_INTAKE_QUEUE = 10_000
-_BURST = 1_000  # updates written to the spool in one transaction, at most
-
 
 class Agent:
     """The whole host agent for one press (see the module docstring)."""
@@ -51,7 +49,7 @@ class Agent:
         self,
         config: AgentConfig,
         board: BoardPort,
-        updates: AsyncIterable[BoardUpdate],
+        updates: AsyncIterable[Sequence[BoardUpdate]],
         *,
         hooks: RunHooks | None = None,
     ) -> None:
@@ -70,7 +68,6 @@ class Agent:
         self.handler: CommandHandler | None = None
         self._updates = updates
         self._hooks = hooks if hooks is not None else hil_hooks()
-        self._intake: asyncio.Queue[BoardUpdate | None] = asyncio.Queue(maxsize=_INTAKE_QUEUE)
         self._tasks: asyncio.TaskGroup | None = None
         self._running: list[asyncio.Task[None]] = []
         self._done = asyncio.Event()
@@ -95,7 +92,6 @@ class Agent:
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         for loop, name in (
-            (self._intake_loop(), "intake"),
             (self._dispatch_loop(), "dispatch"),
             (self._command_loop(), "commands"),
             (self._housekeeping_loop(), "housekeeping"),
@@ -128,25 +124,13 @@ class Agent:
         await self._done.wait()
 
     # -- tasks ---------------------------------------------------------------------------
-    async def _intake_loop(self) -> None:
-        async for update in self._updates:
-            await self._intake.put(update)
-        await self._intake.put(None)  # the session ended
-
     async def _dispatch_loop(self) -> None:
-        while True:
-            first = await self._intake.get()
-            burst: list[BoardUpdate | None] = [first]
-            while len(burst) < _BURST and not self._intake.empty():
-                burst.append(self._intake.get_nowait())
-            ended = None in burst
-            self._dispatch([u for u in burst if u is not None])
-            if ended:
-                log.info("the board's update stream ended")
-                self._done.set()
-                return
+        async for burst in self._updates:
+            self._dispatch(burst)
+        log.info("the board's update stream ended")
+        self._done.set()
 
-    def _dispatch(self, updates: list[BoardUpdate]) -> None:
+    def _dispatch(self, updates: Sequence[BoardUpdate]) -> None:
         outgoing: list[Outgoing] = []
         for update in updates:
             if isinstance(update, Sample):
