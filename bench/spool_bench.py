@@ -108,6 +108,15 @@ async def _replay(broker: Mosquitto, folder: Path) -> dict[str, float]:
     return {"drained_s": drained_s, "delivered_s": delivered_s}
 
 
+def _start_agent(config_path: Path) -> subprocess.Popen[bytes]:
+    isopress = str(Path(sys.executable).parent / "isopress")
+    return subprocess.Popen(
+        [isopress, "agent", "--config", str(config_path), "--fake-board"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 async def _live(broker: Mosquitto, folder: Path) -> dict[str, Any]:
     config_path = folder / "live.toml"
     config_path.write_text(_config_text(broker, folder / "live", "bench-live"))
@@ -115,17 +124,7 @@ async def _live(broker: Mosquitto, folder: Path) -> dict[str, Any]:
     batches = 0
     async with aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as sub:
         await sub.subscribe("isopress/bench-live/telemetry", qos=1)
-        proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "isopress"),
-                "agent",
-                "--config",
-                str(config_path),
-                "--fake-board",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = _start_agent(config_path)
         agent = psutil.Process(proc.pid)
         try:
             warmup_until = time.monotonic() + 3.0
