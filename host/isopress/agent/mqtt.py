@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -304,7 +305,7 @@ class MqttLink:
                     bodies = [with_historical(r.body, r.historical or r.row_id <= replay_upto) for r in group]
                     payload = telemetry_batch(self.config.agent.press_id, bodies)
                     last_batch_at = time.monotonic()
-                    await client.publish(self.topics.telemetry, payload.encode(), qos=1, timeout=timeout_s)
+                    await _publish(client, self.topics.telemetry, payload.encode(), timeout_s=timeout_s)
                     self.stats.telemetry_messages += 1
                     self.stats.samples_published += len(group)
                     self.stats.historical_samples += sum(
@@ -314,12 +315,27 @@ class MqttLink:
                     body = first.body  # run summaries are published as written
                     if first.stream == STREAM_EVENT:
                         body = with_historical(body, first.historical or first.row_id <= replay_upto)
-                    await client.publish(
-                        first.topic, body.encode(), qos=1, retain=first.retain, timeout=timeout_s
+                    await _publish(
+                        client, first.topic, body.encode(), retain=first.retain, timeout_s=timeout_s
                     )
                     self.stats.other_messages += 1
                 # publish() returned: the broker acknowledged (PUBACK). Only now forget the rows.
                 self.spool.acknowledge(group)
+
+
+async def _publish(
+    client: aiomqtt.Client, topic: str, payload: bytes, *, retain: bool = False, timeout_s: float
+) -> None:
+    """QoS 1 publish that returns once the broker's PUBACK arrived.
+
+    The deadline is an ``asyncio.timeout`` here rather than aiomqtt's ``timeout=``, which in
+    Python 3.11 goes through ``asyncio.wait_for`` and creates a task per message.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=math.inf)
+    except TimeoutError:
+        raise aiomqtt.MqttError(f"no PUBACK for {topic} within {timeout_s:g} s") from None
 
 
 def _group_rows(rows: list[SpooledRow]) -> list[list[SpooledRow]]:
