@@ -54,3 +54,22 @@ def test_the_udev_rule_names_the_rp2040_by_its_usb_serial(repo_root: Path) -> No
     assert 'SUBSYSTEM=="tty"' in rule
     assert 'SYMLINK+="isopress-$env{ID_SERIAL_SHORT}"' in rule
     assert 'ENV{ID_SERIAL_SHORT}=="?*"' in rule  # no serial, no name (never a shared name)
+
+
+def test_docs_mqtt_links_every_schema_and_names_every_verb(repo_root: Path) -> None:
+    from isopress.agent.payloads import COMMAND_MODELS
+    from isopress.agent.schemas import SCHEMAS
+
+    text = (repo_root / "docs" / "mqtt.md").read_text()
+    for stem in SCHEMAS:
+        assert f"(schemas/{stem}.schema.json)" in text, stem
+    for verb in COMMAND_MODELS:
+        assert f"| `{verb}` |" in text, verb
+
+
+def test_docs_operations_names_every_config_section(repo_root: Path) -> None:
+    from isopress.agent.config import AgentConfig
+
+    text = (repo_root / "docs" / "operations.md").read_text()
+    for section in AgentConfig.model_fields:
+        assert f"`[{section}]`" in text, section
