@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import aiomqtt
 import pytest
@@ -55,6 +56,12 @@ async def _read_retained(broker: Mosquitto, topic: str) -> bytes:
 def test_killed_broker_restarts_on_the_same_port_with_its_persisted_state(broker: Mosquitto) -> None:
     port = broker.port
     asyncio.run(_retain(broker, "isopress/smoke/status", b"online"))
+    # Mosquitto acknowledges first and saves on its next loop pass (~10 ms later): wait for
+    # the save, else the SIGKILL races it and the test is flaky.
+    db = broker.workdir / "mosquitto.db"
+    deadline = time.monotonic() + 5
+    while not (db.exists() and b"isopress/smoke/status" in db.read_bytes()) and time.monotonic() < deadline:
+        time.sleep(0.01)
     pid = broker.pid
     broker.kill()  # SIGKILL: no orderly save; autosave_on_changes already wrote it
     assert not broker.running
