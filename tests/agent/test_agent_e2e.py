@@ -149,6 +149,13 @@ def test_a_board_reset_mid_run_is_reported_and_the_agent_resynchronises(
                 "resynchronised state",
             )
             await eventually(lambda: bool(sub.on("/run/")), 5, "interrupted run summary")
+            await eventually(
+                lambda: (
+                    sum(1 for b in sub.on("/telemetry") for s in b["samples"] if s["boot_count"] == 2) >= 50
+                ),
+                5,
+                "telemetry of the new boot",
+            )
             board.close()
 
     sub = asyncio.run(with_subscriber(broker, f"{topics.base}/#", body))
