@@ -126,3 +126,14 @@ def test_acknowledging_rows_dropped_in_flight_keeps_the_counts_right(tmp_path: P
         spool.acknowledge(in_flight)
         assert spool.rows == 80
         assert spool.payload_bytes == spool.db.execute("SELECT sum(length(body)) FROM outbox").fetchone()[0]
+
+
+def test_meta_is_written_with_the_rows_or_not_at_all(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db") as spool:
+        spool.append([_sample(1)], meta={"session_checkpoint": "boot 1 upto 1"})
+        assert spool.get_meta("session_checkpoint") == "boot 1 upto 1"
+        bad = Outgoing(None, "t", "{}")  # type: ignore[arg-type]  # stream is NOT NULL
+        with pytest.raises(sqlite3.IntegrityError):
+            spool.append([_sample(2), bad], meta={"session_checkpoint": "boot 1 upto 2"})
+        assert spool.get_meta("session_checkpoint") == "boot 1 upto 1"
+        assert spool.rows == 1

@@ -23,6 +23,7 @@ __all__ = [
     "DeviceProfile",
     "LinkDown",
     "Sample",
+    "SessionCheckpoint",
     "describe_event",
     "fault_names",
     "host_lost_policy_name",
@@ -246,5 +247,20 @@ class CommandResult:
         return reason_text(self.reason)
 
 
+@dataclass(frozen=True, slots=True)
+class SessionCheckpoint:
+    """Opaque state of the serial session, stored atomically with the samples before it.
+
+    The session emits one whenever what it must remember changes (e.g. "boot 4: everything
+    up to seq 1234 received except 100..200"). The agent writes it into the spool in the
+    same transaction as the samples and events of the same burst, so after an agent crash
+    the stored checkpoint never claims more than the spool holds. At start-up the session
+    reads it back (:func:`isopress.agent.service.read_session_checkpoint`) and backfills
+    from there.
+    """
+
+    text: str
+
+
 # What the serial session hands the agent, in the order it happened.
-BoardUpdate = Sample | BoardEvent | BoardInfo | LinkDown
+BoardUpdate = Sample | BoardEvent | BoardInfo | LinkDown | SessionCheckpoint

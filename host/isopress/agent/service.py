@@ -29,7 +29,7 @@ from ..runs.record import RunRecorder
 from .board import BoardPort
 from .commands import CommandHandler
 from .config import AgentConfig
-from .model import BoardEvent, BoardInfo, BoardUpdate, LinkDown, Sample
+from .model import BoardEvent, BoardInfo, BoardUpdate, LinkDown, Sample, SessionCheckpoint
 from .mqtt import MqttLink
 from .payloads import RunSummary, agent_event_outgoing, event_outgoing, sample_outgoing
 from .press import LoadedRecipe, PressView
@@ -37,7 +37,19 @@ from .recipe import Recipe
 from .spool import STREAM_RETAINED, Outgoing, Spool
 from .topics import PressTopics
 
-__all__ = ["Agent"]
+__all__ = ["SESSION_CHECKPOINT_KEY", "Agent", "read_session_checkpoint"]
+
+SESSION_CHECKPOINT_KEY = "session_checkpoint"
+
+
+def read_session_checkpoint(config: AgentConfig) -> str | None:
+    """The serial session's last checkpoint stored in the spool (None for a new spool).
+
+    Call it before starting the session (the agent need not be running).
+    """
+    with Spool(config.spool.path) as spool:
+        return spool.get_meta(SESSION_CHECKPOINT_KEY)
+
 
 log = logging.getLogger("isopress.agent")
 
@@ -132,13 +144,17 @@ class Agent:
 
     def _dispatch(self, updates: Sequence[BoardUpdate]) -> None:
         outgoing: list[Outgoing] = []
+        checkpoint: dict[str, str] | None = None
         for update in updates:
             if isinstance(update, Sample):
                 outgoing.append(sample_outgoing(self.topics, update))
             elif isinstance(update, BoardEvent):
                 outgoing.append(event_outgoing(self.topics, update))
-        # Spool first: from here on, nothing that reached the host can be lost.
-        self.spool.append(outgoing)
+            elif isinstance(update, SessionCheckpoint):
+                checkpoint = {SESSION_CHECKPOINT_KEY: update.text}
+        # Spool first: from here on, nothing that reached the host can be lost. The
+        # session's checkpoint goes in the same transaction as the samples it covers.
+        self.spool.append(outgoing, meta=checkpoint)
         assert self.recorder is not None
         for update in updates:
             if isinstance(update, Sample):

@@ -167,26 +167,29 @@ class Spool:
         return self._db
 
     # -- writing -----------------------------------------------------------------------
-    def append(self, items: Sequence[Outgoing]) -> None:
-        """Write ``items`` atomically, dropping the oldest rows if the spool is full."""
-        if not items:
+    def append(self, items: Sequence[Outgoing], *, meta: dict[str, str] | None = None) -> None:
+        """Write ``items`` (and ``meta`` values) atomically, dropping the oldest rows if full."""
+        if not items and not meta:
             return
         db = self.db
         added_bytes = sum(len(i.body) for i in items)
         rows, size = self._rows + len(items), self._bytes + added_bytes
-        if len(items) == 1 and rows <= self.max_rows and size <= self.max_bytes:
+        if len(items) == 1 and not meta and rows <= self.max_rows and size <= self.max_bytes:
             # The common case at 100 Hz: one statement is its own transaction.
             db.execute(_INSERT, _values(items[0]))
             freed_rows = freed_bytes = 0
         else:
             with _transaction(db):
                 db.executemany(_INSERT, [_values(i) for i in items])
+                for key, value in (meta or {}).items():
+                    self.set_meta(key, value)
                 # After the insert, so that a batch larger than the bound is trimmed too.
                 freed_rows, freed_bytes = self._make_room(rows, size)
         # Counters change only once the transaction committed.
         self._rows += len(items) - freed_rows
         self._bytes += added_bytes - freed_bytes
-        self._changed.set()
+        if items:
+            self._changed.set()
 
     def _make_room(self, rows: int, size: int) -> tuple[int, int]:
         """Delete the oldest droppable rows until ``rows``/``size`` fit the bounds; returns what was freed."""

@@ -1,0 +1,31 @@
+"""The serial session's checkpoint is stored with the samples it covers and read back at start."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from agent_helpers import RecordingBoard, make_config, make_info, make_sample
+
+from isopress.agent.model import BoardUpdate, SessionCheckpoint
+from isopress.agent.service import Agent, read_session_checkpoint
+from isopress.broker import free_port
+
+
+def test_the_checkpoint_survives_the_agent_and_comes_back(tmp_path: Path) -> None:
+    config = make_config(None, tmp_path, port=free_port())  # no broker: everything stays spooled
+
+    async def session() -> AsyncIterator[list[BoardUpdate]]:
+        yield [make_info()]
+        yield [make_sample(1), make_sample(2), SessionCheckpoint("boot 1: all <= 2")]
+        yield [make_sample(3)]
+
+    async def run() -> None:
+        async with Agent(config, RecordingBoard(), session()) as agent:
+            await asyncio.wait_for(agent.wait(), 5)
+            assert agent.spool.rows >= 3
+
+    assert read_session_checkpoint(config) is None
+    asyncio.run(run())
+    assert read_session_checkpoint(config) == "boot 1: all <= 2"
