@@ -28,7 +28,7 @@ def test_the_shipped_example_config_validates(repo_root: Path) -> None:
 def test_defaults_fill_everything_but_press_id_and_port() -> None:
     config = parse_config(MINIMAL, environ={})
     assert config.broker.port == 1883
-    assert config.telemetry.batch_period_ms == 20
+    assert config.telemetry.batch_period_ms == 25
     assert config.commands.max_age_s == 10.0
     assert config.spool.synchronous == "normal"
 
