@@ -29,3 +29,22 @@ def test_the_checkpoint_survives_the_agent_and_comes_back(tmp_path: Path) -> Non
     assert read_session_checkpoint(config) is None
     asyncio.run(run())
     assert read_session_checkpoint(config) == "boot 1: all <= 2"
+
+
+def test_a_dying_task_surfaces_as_agent_failed(tmp_path: Path) -> None:
+    import pytest
+
+    from isopress.agent.service import AgentFailed
+
+    config = make_config(None, tmp_path, port=free_port())
+
+    async def session() -> AsyncIterator[list[BoardUpdate]]:
+        yield [make_info()]
+        raise RuntimeError("serial port vanished")
+
+    async def run() -> None:
+        async with Agent(config, RecordingBoard(), session()) as agent:
+            await asyncio.wait_for(agent.wait(), 5)
+
+    with pytest.raises(AgentFailed, match="dispatch failed: RuntimeError\\('serial port vanished'\\)"):
+        asyncio.run(run())

@@ -64,5 +64,11 @@ def run_agent(config_path: Path, *, port: str | None, fake_board: bool, fake_spe
         level=config.agent.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(serve(config, fake_speed=fake_speed))
+    from .service import AgentFailed
+
+    try:
+        asyncio.run(serve(config, fake_speed=fake_speed))
+    except AgentFailed as exc:
+        log.error("%s", exc)
+        return 1
     return 0

@@ -36,7 +36,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .backoff import Backoff
 from .config import AgentConfig
-from .payloads import telemetry_batch, with_historical
+from .payloads import CommandReply, telemetry_batch, with_historical
 from .spool import STREAM_EVENT, STREAM_TELEMETRY, Spool, SpooledRow
 from .topics import PressTopics, parse_command_topic
 
@@ -121,6 +121,11 @@ class MqttLink:
             self._runner.cancel()
         assert self._task_group is not None
         await self._task_group.__aexit__(exc_type, exc, tb)
+
+    @property
+    def runner(self) -> asyncio.Task[None] | None:
+        """The connection task (done only if it failed: it reconnects forever otherwise)."""
+        return self._runner
 
     # -- what the rest of the agent calls --------------------------------------------------
     def set_state(self, body: str) -> None:
@@ -268,8 +273,17 @@ class MqttLink:
                     command.verb,
                     command.operator,
                 )
-                busy = '{"verb":%s,"accepted":false,"error":"the agent is busy; retry"}'
-                await self.reply(command, busy % _json_str(command.verb))
+                busy = CommandReply(
+                    verb=command.verb,
+                    operator=command.operator,
+                    accepted=False,
+                    error=f"the agent has {_COMMAND_QUEUE} commands waiting; retry later",
+                    problems=[],
+                    state="unknown",
+                    board=None,
+                    received_at=command.received_at,
+                )
+                await self.reply(command, busy.model_dump_json())
 
     async def _publish_state(self, client: aiomqtt.Client) -> None:
         while True:
@@ -352,9 +366,3 @@ def _group_rows(rows: list[SpooledRow]) -> list[list[SpooledRow]]:
 def _properties(packet_type: int) -> Properties:
     """MQTT 5 properties for one packet type (paho's constructor is untyped)."""
     return Properties(packet_type)  # type: ignore[no-untyped-call]
-
-
-def _json_str(text: str) -> str:
-    import json
-
-    return json.dumps(text)

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Coroutine, Sequence
 from types import TracebackType
+from typing import Any
 
 from isoproto import codes
 
@@ -37,9 +38,21 @@ from .recipe import Recipe
 from .spool import STREAM_RETAINED, Outgoing, Spool
 from .topics import PressTopics
 
-__all__ = ["SESSION_CHECKPOINT_KEY", "Agent", "read_session_checkpoint"]
+__all__ = ["SESSION_CHECKPOINT_KEY", "Agent", "AgentFailed", "read_session_checkpoint"]
 
 SESSION_CHECKPOINT_KEY = "session_checkpoint"
+
+
+class AgentFailed(RuntimeError):
+    """One of the agent's tasks died; the message names it and the cause."""
+
+
+async def _named(loop: Coroutine[Any, Any, None], name: str) -> None:
+    """Run one of the agent's loops; a crash becomes an AgentFailed that names the loop."""
+    try:
+        await loop
+    except Exception as exc:
+        raise AgentFailed(f"agent task {name} failed: {exc!r}") from exc
 
 
 def read_session_checkpoint(config: AgentConfig) -> str | None:
@@ -108,7 +121,7 @@ class Agent:
             (self._command_loop(), "commands"),
             (self._housekeeping_loop(), "housekeeping"),
         ):
-            self._running.append(self._tasks.create_task(loop, name=name))
+            self._running.append(self._tasks.create_task(_named(loop, name), name=name))
         log.info(
             "agent for press %s started (spool %s, %d rows waiting)",
             self.topics.press_id,
@@ -124,16 +137,38 @@ class Agent:
         for task in self._running:
             task.cancel()
         try:
-            await self._tasks.__aexit__(None, None, None)
+            # A task that died has cancelled the caller (TaskGroup semantics); the group
+            # then raises its errors here, which become one AgentFailed.
+            await self._tasks.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            failures = [e for e in group.exceptions if isinstance(e, AgentFailed)]
+            log.error("%s", "; ".join(str(e) for e in failures) or repr(group))
+            raise (failures[0] if failures else AgentFailed(repr(group))) from group
         finally:
-            await self.link.__aexit__(exc_type, exc, tb)
+            # The link is stopped on purpose whatever happened out here.
+            await self.link.__aexit__(None, None, None)
             if self.recorder is not None:
                 self.recorder.close()
             self.spool.close()
 
     async def wait(self) -> None:
-        """Return when the board's update stream has ended (the session closed)."""
-        await self._done.wait()
+        """Return when the board's update stream has ended (the session closed).
+
+        Raises :class:`AgentFailed` if one of the agent's tasks died (e.g. the spool's disk
+        failed): the service then exits non-zero and systemd restarts it.
+        """
+        ended = asyncio.ensure_future(self._done.wait())
+        watched: set[asyncio.Future[Any]] = {ended, *self._running}
+        if self.link.runner is not None:
+            watched.add(self.link.runner)
+        try:
+            finished, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+        for task in finished:
+            if task is not ended and not task.cancelled() and task.exception() is not None:
+                failure = task.exception()
+                raise failure if isinstance(failure, AgentFailed) else AgentFailed(repr(failure))
 
     # -- tasks ---------------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
