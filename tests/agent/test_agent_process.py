@@ -42,10 +42,11 @@ folder = "{tmp_path / "runs"}"
 
 
 def _start(config: Path) -> subprocess.Popen[bytes]:
+    log = (config.parent / "agent.log").open("ab")
     return subprocess.Popen(
         [ISOPRESS, "agent", "--config", str(config), "--fake-board"],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
 
 
@@ -68,7 +69,11 @@ def test_sigkill_leaves_the_last_will_and_a_restart_comes_back_online(
             await eventually(lambda: sub.on("/status")[-1:] == ["online"], 15, "online again")
             proc.send_signal(signal.SIGTERM)
             rcs.append(await asyncio.to_thread(proc.wait, 15))
-            await eventually(lambda: sub.on("/status")[-1:] == ["offline"], 10, "offline on SIGTERM")
+            await eventually(
+                lambda: sub.on("/status")[-1:] == ["offline"],
+                10,
+                f"offline on SIGTERM {sub.on('/status')} {(config.parent / 'agent.log').read_text()[-4000:]}",
+            )
         finally:
             if proc.poll() is None:
                 proc.kill()
