@@ -59,7 +59,7 @@ def _show(args: argparse.Namespace) -> int:
         f"outcome     {s.outcome} (final state {s.final_state})",
         f"started     {s.started_at.isoformat()}",
         f"ended       {s.ended_at.isoformat() if s.ended_at else '-'}",
-        f"samples     {s.samples}, peak {s.peak_mpa if s.peak_mpa is not None else '-'} MPa",
+        f"samples     {s.samples}, peak {f'{s.peak_mpa:.2f}' if s.peak_mpa is not None else '-'} MPa",
         f"faults      {', '.join(s.faults) or 'none'}",
     ]
     if s.board is not None:
