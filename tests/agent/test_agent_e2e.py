@@ -239,3 +239,38 @@ def test_commands_queued_while_the_agent_was_away_are_rejected_as_stale(
 
     sub = asyncio.run(with_subscriber(broker, f"{topics.base}/#", body))
     assert any("stale command" in e["reason"] for e in sub.on("/event") if e["kind"] == "command_rejected")
+
+
+def test_a_command_whose_message_expiry_passed_is_never_executed(broker: Mosquitto, tmp_path: Path) -> None:
+    # Age check off (1 h), MQTT 5 message expiry 1 s: the broker must drop the queued
+    # command before the agent comes back, so it never reaches the handler at all.
+    config = make_config(broker, tmp_path, extra="[commands]\nmax_age_s = 3600.0\n")
+    press_id = config.agent.press_id
+
+    async def first_run() -> None:
+        board = FakeBoard()
+        async with Agent(config, board, board.updates()):
+            await asyncio.sleep(0.5)
+            board.close()
+
+    asyncio.run(first_run())
+
+    async def while_away() -> None:
+        recipe = {"recipe": GOOD_RECIPE}
+        await send_command(broker, press_id, "alice", "load-recipe", recipe, expiry_s=1, timeout_s=0.2)
+        await send_command(broker, press_id, "alice", "load-recipe", recipe, expiry_s=60, timeout_s=0.2)
+        await asyncio.sleep(2.0)
+
+    asyncio.run(while_away())
+
+    async def back() -> tuple[int, list[str]]:
+        board = FakeBoard()
+        async with Agent(config, board, board.updates()) as agent:
+            await eventually(lambda: agent.link.stats.commands_received >= 1, 5, "the unexpired command")
+            await asyncio.sleep(0.5)
+            board.close()
+            return agent.link.stats.commands_received, board.calls
+
+    received, calls = asyncio.run(back())
+    assert received == 1  # only the one with 60 s of expiry left was delivered
+    assert calls == ["load_recipe"]

@@ -48,3 +48,26 @@ def test_a_dying_task_surfaces_as_agent_failed(tmp_path: Path) -> None:
 
     with pytest.raises(AgentFailed, match="dispatch failed: RuntimeError\\('serial port vanished'\\)"):
         asyncio.run(run())
+
+
+def test_a_full_spool_is_reported_as_an_event(tmp_path: Path) -> None:
+    import json
+
+    config = make_config(None, tmp_path, port=free_port())
+    config = config.model_copy(update={"spool": config.spool.model_copy(update={"max_rows": 100})})
+
+    async def session() -> AsyncIterator[list[BoardUpdate]]:
+        yield [make_info()]
+        yield [make_sample(seq) for seq in range(1, 301)]
+        await asyncio.sleep(1.5)  # the housekeeping reports once a second
+
+    async def run() -> list[dict[str, object]]:
+        async with Agent(config, RecordingBoard(), session()) as agent:
+            await asyncio.wait_for(agent.wait(), 5)
+            bodies = [json.loads(r.body) for r in agent.spool.oldest(1000) if r.topic.endswith("/event")]
+            assert agent.spool.rows <= 100
+            return [b for b in bodies if b["kind"] == "spool_overflow"]
+
+    (report,) = asyncio.run(run())
+    assert report["source"] == "agent" and report["detail"] >= 200
+    assert "samples" in str(report["reason"]) and "dropped unpublished" in str(report["reason"])
