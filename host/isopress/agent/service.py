@@ -283,6 +283,8 @@ class Agent:
         assert self.recorder is not None
         self.press.run_id = self.recorder.expect_start(operator, recipe, board_run_id)
         self.press.board_run_id = board_run_id
+        # Until the next sample says so, assume the board did what it acknowledged, so a
+        # second start arriving within the same sample period is refused here too.
         if self.press.state is not None and self.press.state in (codes.ST_READY, codes.ST_COMPLETE):
             self.press.state = codes.ST_PRESSURISING
 
