@@ -68,6 +68,26 @@ def _cmd_firmware_seal_config(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    from .agent.config import ConfigError, load_config
+
+    try:
+        config = load_config(Path(args.file))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    broker = f"{config.broker.host}:{config.broker.port}"
+    print(f"{args.file}: valid (press {config.agent.press_id}, broker {broker})")
+    return 0
+
+
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from .agent.main import run_agent
+
+    config = Path(args.config)
+    return run_agent(config, port=args.port, fake_board=args.fake_board, fake_speed=args.fake_speed)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="isopress", description="Laboratory isostatic press: host tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +111,25 @@ def _parser() -> argparse.ArgumentParser:
     seal.add_argument("files", nargs="+", help="config.json files")
     seal.add_argument("--board", choices=["rp2", "esp32", "sim"], help="also check the config for this board")
     seal.set_defaults(func=_cmd_firmware_seal_config)
+
+    config = sub.add_parser("config", help="agent configuration files")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser(
+        "check", help="validate an agent config file (exit 0 valid, 2 with every problem)"
+    )
+    check.add_argument("file", help="the TOML file, e.g. /etc/isopress/agent.toml")
+    check.set_defaults(func=_cmd_config_check)
+
+    agent = sub.add_parser("agent", help="run the host agent (MQTT, spool, commands, run records)")
+    agent.add_argument("--config", required=True, help="agent TOML file (see deploy/agent.example.toml)")
+    agent.add_argument("--port", help="serial port URL (overrides serial.port)")
+    agent.add_argument("--fake-board", action="store_true", help="TESTING ONLY: a fake press, not the board")
+    agent.add_argument("--fake-speed", type=float, default=1.0, help="fake board time per wall second")
+    agent.set_defaults(func=_cmd_agent)
+
+    from .runs.cli import add_runs_parser
+
+    add_runs_parser(sub)
     return parser
 
 

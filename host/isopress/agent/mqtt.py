@@ -1,0 +1,368 @@
+"""The agent's MQTT 5 link: keeps a persistent session up and moves the spool to the broker.
+
+One async context manager, :class:`MqttLink`, owns one task that connects, and reconnects
+with capped jittered backoff for as long as the agent runs. While connected it
+
+- publishes ``status`` = ``online`` (retained; the last will says ``offline``),
+- publishes the latest ``state`` (retained) whenever it changes,
+- drains the spool in order: telemetry rows batched (at most one batch per
+  ``batch_period_ms`` unless a full batch is waiting), events and run summaries one by
+  one; rows are deleted only after ``publish`` returned, which in aiomqtt 2.5 for QoS 1
+  means the broker's PUBACK arrived (``tests/agent/test_mqtt_link.py`` proves it by
+  freezing the broker),
+- hands incoming commands out through :meth:`MqttLink.commands` (``async for``).
+
+The session is persistent (clean start off, session expiry set), so commands sent while
+the agent was away are delivered when it comes back; the command handler rejects the
+stale ones by age.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from .backoff import Backoff
+from .config import AgentConfig
+from .payloads import CommandReply, telemetry_batch, with_historical
+from .spool import STREAM_EVENT, STREAM_TELEMETRY, Spool, SpooledRow
+from .topics import PressTopics, parse_command_topic
+
+__all__ = ["IncomingCommand", "MqttLink", "MqttStats"]
+
+log = logging.getLogger("isopress.agent.mqtt")
+
+STATUS_ONLINE = b"online"
+STATUS_OFFLINE = b"offline"
+_COMMAND_QUEUE = 64  # commands waiting for the handler; more are answered "busy"
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCommand:
+    """A message on ``cmd/<operator>/<verb>``, as received."""
+
+    operator: str
+    verb: str
+    payload: bytes
+    retain: bool
+    response_topic: str | None
+    correlation_data: bytes | None
+    expiry_s: int | None  # remaining MQTT 5 message expiry when it arrived
+    received_monotonic: float
+    received_at: datetime
+
+    def expired(self, now_monotonic: float) -> bool:
+        """True when the MQTT 5 message expiry passed while the command waited here."""
+        return self.expiry_s is not None and now_monotonic > self.received_monotonic + self.expiry_s
+
+
+@dataclass(slots=True)
+class MqttStats:
+    """Counters for diagnostics and benchmarks."""
+
+    connects: int = 0
+    telemetry_messages: int = 0
+    samples_published: int = 0
+    historical_samples: int = 0
+    other_messages: int = 0
+    commands_received: int = 0
+    last_error: str = ""
+
+
+class MqttLink:
+    """The broker connection. ``async with MqttLink(config, spool) as link: ...``."""
+
+    def __init__(self, config: AgentConfig, spool: Spool) -> None:
+        self.config = config
+        self.topics = PressTopics(config.agent.press_id)
+        self.spool = spool
+        self.stats = MqttStats()
+        self.connected = asyncio.Event()
+        self._commands: asyncio.Queue[IncomingCommand] = asyncio.Queue(maxsize=_COMMAND_QUEUE)
+        self._state_body: str | None = None
+        self._state_changed = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self._task_group: asyncio.TaskGroup | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._backoff = Backoff(
+            config.broker.reconnect.initial_s,
+            config.broker.reconnect.max_s,
+            config.broker.reconnect.multiplier,
+        )
+
+    # -- component life cycle ------------------------------------------------------------
+    async def __aenter__(self) -> MqttLink:
+        self._task_group = asyncio.TaskGroup()
+        await self._task_group.__aenter__()
+        self._runner = self._task_group.create_task(self._run(), name="mqtt-link")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        client = self._client
+        if client is not None and self.connected.is_set():
+            # A clean disconnect does not fire the last will: say offline ourselves.
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                await client.publish(self.topics.status, STATUS_OFFLINE, qos=1, retain=True, timeout=2.0)
+        if self._runner is not None:
+            self._runner.cancel()
+        assert self._task_group is not None
+        await self._task_group.__aexit__(exc_type, exc, tb)
+
+    @property
+    def runner(self) -> asyncio.Task[None] | None:
+        """The connection task (done only if it failed: it reconnects forever otherwise)."""
+        return self._runner
+
+    # -- what the rest of the agent calls --------------------------------------------------
+    def set_state(self, body: str) -> None:
+        """The latest state JSON; published (retained) now if connected, else on connect."""
+        if body != self._state_body:
+            self._state_body = body
+            self._state_changed.set()
+
+    async def commands(self) -> AsyncIterator[IncomingCommand]:
+        """Commands as they arrive (survives reconnects)."""
+        while True:
+            yield await self._commands.get()
+
+    async def reply(self, command: IncomingCommand, body: str) -> bool:
+        """Publish a reply to the command's response topic (with its correlation data).
+
+        Best effort: returns False when the broker is unreachable (the reply is logged
+        by the caller either way).
+        """
+        topic = command.response_topic or self.topics.fallback_reply(command.operator)
+        props = _properties(PacketTypes.PUBLISH)
+        if command.correlation_data is not None:
+            props.CorrelationData = command.correlation_data
+        props.ContentType = "application/json"
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return False
+        try:
+            await client.publish(topic, body.encode(), qos=1, properties=props, timeout=5.0)
+        except aiomqtt.MqttError as exc:
+            log.warning("reply to %s not delivered: %s", topic, exc)
+            return False
+        return True
+
+    # -- the connection loop ------------------------------------------------------------
+    def _new_client(self) -> aiomqtt.Client:
+        broker = self.config.broker
+        connect = _properties(PacketTypes.CONNECT)
+        connect.SessionExpiryInterval = broker.session_expiry_s
+        tls = (
+            aiomqtt.TLSParameters(
+                ca_certs=str(broker.tls.ca_file),
+                certfile=str(broker.tls.cert_file) if broker.tls.cert_file else None,
+                keyfile=str(broker.tls.key_file) if broker.tls.key_file else None,
+            )
+            if broker.tls is not None
+            else None
+        )
+        return aiomqtt.Client(
+            broker.host,
+            broker.port,
+            identifier=self.config.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=connect,
+            will=aiomqtt.Will(self.topics.status, STATUS_OFFLINE, qos=1, retain=True),
+            keepalive=broker.keepalive_s,
+            timeout=broker.connect_timeout_s,
+            username=broker.username,
+            password=broker.password(),
+            tls_params=tls,
+            max_queued_incoming_messages=4 * _COMMAND_QUEUE,
+        )
+
+    async def _run(self) -> None:
+        while True:
+            failure: BaseException | None = None
+            connected_at = time.monotonic()
+            try:
+                await self._session()
+            except* (TimeoutError, aiomqtt.MqttError, OSError) as group:
+                failure = group.exceptions[0]
+            finally:
+                self.connected.clear()
+                self._client = None
+            if self.connected_long_enough(connected_at):
+                self._backoff.reset()
+            delay = self._backoff.next_delay_s()
+            self.stats.last_error = str(failure)
+            log.warning(
+                "broker %s:%s: %s; reconnecting in %.1f s",
+                self.config.broker.host,
+                self.config.broker.port,
+                failure,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+    def connected_long_enough(self, connected_at: float) -> bool:
+        """A connection that lasted a keepalive period proves the broker is back."""
+        return time.monotonic() - connected_at >= self.config.broker.keepalive_s
+
+    async def _session(self) -> None:
+        async with self._new_client() as client:
+            self._client = client
+            self.stats.connects += 1
+            # Everything already in the spool is backlog: replayed, flagged historical.
+            replay_upto = self.spool.last_row_id()
+            await client.publish(self.topics.status, STATUS_ONLINE, qos=1, retain=True)
+            await client.subscribe(
+                self.topics.command_filter, options=SubscribeOptions(qos=1, retainAsPublished=True)
+            )
+            self.connected.set()
+            log.info(
+                "connected to %s:%s as %s",
+                self.config.broker.host,
+                self.config.broker.port,
+                self.config.client_id,
+            )
+            if self._state_body is not None:
+                self._state_changed.set()
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._receive(client))
+                tasks.create_task(self._drain(client, replay_upto))
+                tasks.create_task(self._publish_state(client))
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            parsed = parse_command_topic(self.topics, str(message.topic))
+            if parsed is None:
+                continue
+            payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+            props = message.properties
+            response_topic = getattr(props, "ResponseTopic", None) if props is not None else None
+            correlation = getattr(props, "CorrelationData", None) if props is not None else None
+            expiry = getattr(props, "MessageExpiryInterval", None) if props is not None else None
+            command = IncomingCommand(
+                operator=parsed[0],
+                verb=parsed[1],
+                payload=payload,
+                retain=bool(message.retain),
+                response_topic=response_topic,
+                correlation_data=correlation,
+                expiry_s=expiry,
+                received_monotonic=time.monotonic(),
+                received_at=datetime.now(UTC),
+            )
+            self.stats.commands_received += 1
+            try:
+                self._commands.put_nowait(command)
+            except asyncio.QueueFull:
+                log.warning(
+                    "command queue full: %s/%s from %s dropped",
+                    command.operator,
+                    command.verb,
+                    command.operator,
+                )
+                busy = CommandReply(
+                    verb=command.verb,
+                    operator=command.operator,
+                    accepted=False,
+                    error=f"the agent has {_COMMAND_QUEUE} commands waiting; retry later",
+                    problems=[],
+                    state="unknown",
+                    board=None,
+                    received_at=command.received_at,
+                )
+                await self.reply(command, busy.model_dump_json())
+
+    async def _publish_state(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._state_changed.wait()
+            self._state_changed.clear()
+            body = self._state_body
+            if body is not None:
+                await client.publish(
+                    self.topics.state,
+                    body.encode(),
+                    qos=1,
+                    retain=True,
+                    timeout=self.config.broker.publish_timeout_s,
+                )
+
+    async def _drain(self, client: aiomqtt.Client, replay_upto: int) -> None:
+        period_s = self.config.telemetry.batch_period_ms / 1000.0
+        max_batch = self.config.telemetry.max_batch
+        timeout_s = self.config.broker.publish_timeout_s
+        last_batch_at = -1e9
+        while True:
+            # At most one telemetry batch per period unless a full batch waits (replay).
+            # Sleeping out the period BEFORE waiting for rows means samples arriving in
+            # the meantime do not wake this task one by one.
+            wait_s = last_batch_at + period_s - time.monotonic()
+            if wait_s > 0 and self.spool.rows < max_batch:
+                await asyncio.sleep(wait_s)
+            await self.spool.wait_for_rows()
+            rows = self.spool.oldest(max_batch)
+            for group in _group_rows(rows):
+                first = group[0]
+                if first.stream == STREAM_TELEMETRY:
+                    bodies = [with_historical(r.body, r.historical or r.row_id <= replay_upto) for r in group]
+                    payload = telemetry_batch(self.config.agent.press_id, bodies)
+                    last_batch_at = time.monotonic()
+                    await _publish(client, self.topics.telemetry, payload.encode(), timeout_s=timeout_s)
+                    self.stats.telemetry_messages += 1
+                    self.stats.samples_published += len(group)
+                    self.stats.historical_samples += sum(
+                        1 for r in group if r.historical or r.row_id <= replay_upto
+                    )
+                else:
+                    body = first.body  # run summaries are published as written
+                    if first.stream == STREAM_EVENT:
+                        body = with_historical(body, first.historical or first.row_id <= replay_upto)
+                    await _publish(
+                        client, first.topic, body.encode(), retain=first.retain, timeout_s=timeout_s
+                    )
+                    self.stats.other_messages += 1
+                # publish() returned: the broker acknowledged (PUBACK). Only now forget the rows.
+                self.spool.acknowledge(group)
+
+
+async def _publish(
+    client: aiomqtt.Client, topic: str, payload: bytes, *, retain: bool = False, timeout_s: float
+) -> None:
+    """QoS 1 publish that returns once the broker's PUBACK arrived.
+
+    The deadline is an ``asyncio.timeout`` here rather than aiomqtt's ``timeout=``, which in
+    Python 3.11 goes through ``asyncio.wait_for`` and creates a task per message.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=math.inf)
+    except TimeoutError:
+        raise aiomqtt.MqttError(f"no PUBACK for {topic} within {timeout_s:g} s") from None
+
+
+def _group_rows(rows: list[SpooledRow]) -> list[list[SpooledRow]]:
+    """Consecutive telemetry rows form one batch; every other row is its own message."""
+    groups: list[list[SpooledRow]] = []
+    for row in rows:
+        if row.stream == STREAM_TELEMETRY and groups and groups[-1][0].stream == STREAM_TELEMETRY:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
+def _properties(packet_type: int) -> Properties:
+    """MQTT 5 properties for one packet type (paho's constructor is untyped)."""
+    return Properties(packet_type)  # type: ignore[no-untyped-call]

@@ -1,0 +1,334 @@
+"""The store-and-forward spool: an SQLite outbox (WAL) between the board and the broker.
+
+Every sample, event and run summary is written here before it is published, and deleted
+only after the broker acknowledged it (QoS 1 PUBACK). An agent crash, a broker outage or
+a network cut therefore loses nothing that reached the host: the backlog is replayed, in
+order, when the broker is back. Delivery is at least once: a row acknowledged by the broker
+just before a crash (and not yet deleted) is published again, so subscribers dedupe by
+``(boot_count, seq)``.
+
+The spool is bounded (rows and payload bytes). When full, the oldest telemetry and event
+rows are dropped first; the counts are kept (in the database, so they survive a restart)
+until the agent reports them as an event.
+
+Calls are synchronous and short (tens of microseconds for an insert with WAL and
+``synchronous=NORMAL``), so they run on the event loop thread: no executor hop per sample.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+__all__ = [
+    "STREAM_EVENT",
+    "STREAM_RETAINED",
+    "STREAM_TELEMETRY",
+    "Outgoing",
+    "Spool",
+    "SpoolError",
+    "SpooledRow",
+]
+
+STREAM_TELEMETRY = 0  # samples: batched into telemetry messages
+STREAM_EVENT = 1  # board and agent events: one message each
+STREAM_RETAINED = 2  # run summaries: retained, never dropped for space
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    retain INTEGER NOT NULL,
+    historical INTEGER NOT NULL,
+    boot_count INTEGER,
+    seq INTEGER,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+_INSERT = (
+    "INSERT INTO outbox(stream, topic, retain, historical, boot_count, seq, body) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class SpoolError(RuntimeError):
+    """The spool database cannot be opened or written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """Something to publish: a JSON ``body`` for ``topic``.
+
+    ``historical`` is True for data that came from the board's history (backfill).
+    ``boot_count``/``seq`` identify samples and events (for dedupe and diagnostics).
+    """
+
+    stream: int
+    topic: str
+    body: str
+    retain: bool = False
+    historical: bool = False
+    boot_count: int | None = None
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledRow:
+    """A row waiting in the outbox; ``row_id`` orders the replay."""
+
+    row_id: int
+    stream: int
+    topic: str
+    retain: bool
+    historical: bool
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class DropCounts:
+    """Rows dropped because the spool was full, by kind, since they were last reported."""
+
+    samples: int = 0
+    events: int = 0
+
+    @property
+    def total(self) -> int:
+        """Samples plus events."""
+        return self.samples + self.events
+
+
+class Spool:
+    """The outbox. Use as a context manager (or :meth:`open` / :meth:`close`)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_rows: int = 2_000_000,
+        max_bytes: int = 512 * 1024 * 1024,
+        synchronous: Literal["normal", "full"] = "normal",
+    ) -> None:
+        self.path = path
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.synchronous = synchronous
+        self._db: sqlite3.Connection | None = None
+        self._rows = 0
+        self._bytes = 0
+        self._changed = asyncio.Event()
+
+    # -- life cycle --------------------------------------------------------------------
+    def open(self) -> Spool:
+        """Open (or create) the database; counts what is waiting in it."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+            db.executescript(_SCHEMA)
+            rows, size = db.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM outbox").fetchone()
+        except (OSError, sqlite3.Error) as exc:
+            raise SpoolError(f"cannot open the spool {self.path}: {exc}") from exc
+        self._db = db
+        self._rows = int(rows)
+        self._bytes = int(size)
+        if self._rows:
+            self._changed.set()
+        return self
+
+    def close(self) -> None:
+        """Close the database (a clean close also checkpoints the WAL)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> Spool:
+        return self.open()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The open connection (raises :class:`SpoolError` when closed)."""
+        if self._db is None:
+            raise SpoolError("the spool is not open")
+        return self._db
+
+    # -- writing -----------------------------------------------------------------------
+    def append(self, items: Sequence[Outgoing], *, meta: dict[str, str] | None = None) -> None:
+        """Write ``items`` (and ``meta`` values) atomically, dropping the oldest rows if full."""
+        if not items and not meta:
+            return
+        db = self.db
+        added_bytes = sum(len(i.body) for i in items)
+        rows, size = self._rows + len(items), self._bytes + added_bytes
+        if len(items) == 1 and not meta and rows <= self.max_rows and size <= self.max_bytes:
+            # The common case at 100 Hz: one statement is its own transaction.
+            db.execute(_INSERT, _values(items[0]))
+            freed_rows = freed_bytes = 0
+        else:
+            with _transaction(db):
+                db.executemany(_INSERT, [_values(i) for i in items])
+                for key, value in (meta or {}).items():
+                    self.set_meta(key, value)
+                # After the insert, so that a batch larger than the bound is trimmed too.
+                freed_rows, freed_bytes = self._make_room(rows, size)
+        # Counters change only once the transaction committed.
+        self._rows += len(items) - freed_rows
+        self._bytes += added_bytes - freed_bytes
+        if items:
+            self._changed.set()
+
+    def _make_room(self, rows: int, size: int) -> tuple[int, int]:
+        """Delete the oldest droppable rows until ``rows``/``size`` fit the bounds; returns what was freed."""
+        excess_rows = rows - self.max_rows
+        excess_bytes = size - self.max_bytes
+        if excess_rows <= 0 and excess_bytes <= 0:
+            return 0, 0
+        db = self.db
+        dropped = {STREAM_TELEMETRY: 0, STREAM_EVENT: 0}
+        freed_rows = freed_bytes = 0
+        last_id = 0
+        # Oldest first, in chunks, until both bounds hold; run summaries are never dropped.
+        while freed_rows < excess_rows or freed_bytes < excess_bytes:
+            chunk = db.execute(
+                "SELECT id, stream, length(body) FROM outbox "
+                "WHERE stream IN (?, ?) AND id > ? ORDER BY id LIMIT 1000",
+                (STREAM_TELEMETRY, STREAM_EVENT, last_id),
+            ).fetchall()
+            if not chunk:
+                break
+            for row_id, stream, length in chunk:
+                if freed_rows >= excess_rows and freed_bytes >= excess_bytes:
+                    break
+                last_id = row_id
+                freed_rows += 1
+                freed_bytes += length
+                dropped[stream] += 1
+        if last_id:
+            db.execute(
+                "DELETE FROM outbox WHERE stream IN (?, ?) AND id <= ?",
+                (STREAM_TELEMETRY, STREAM_EVENT, last_id),
+            )
+            self._add_meta_int("dropped_samples", dropped[STREAM_TELEMETRY])
+            self._add_meta_int("dropped_events", dropped[STREAM_EVENT])
+            self._add_meta_int("dropped_samples_total", dropped[STREAM_TELEMETRY])
+            self._add_meta_int("dropped_events_total", dropped[STREAM_EVENT])
+        return freed_rows, freed_bytes
+
+    # -- reading and acknowledging -----------------------------------------------------
+    def oldest(self, limit: int) -> list[SpooledRow]:
+        """Up to ``limit`` waiting rows, oldest first."""
+        rows = self.db.execute(
+            "SELECT id, stream, topic, retain, historical, body FROM outbox ORDER BY id LIMIT ?", (limit,)
+        ).fetchall()
+        return [SpooledRow(r[0], r[1], r[2], bool(r[3]), bool(r[4]), r[5]) for r in rows]
+
+    def acknowledge(self, rows: Sequence[SpooledRow]) -> None:
+        """Delete rows the broker acknowledged.
+
+        ``rows`` must be consecutive rows of one :meth:`oldest` result: they are then
+        exactly the rows left between the first and the last id, and one range delete
+        removes them. Rows dropped meanwhile (spool full) are simply gone already.
+        """
+        if not rows:
+            return
+        first, last = rows[0].row_id, rows[-1].row_id
+        gone = self.db.execute("DELETE FROM outbox WHERE id BETWEEN ? AND ?", (first, last)).rowcount
+        if gone == len(rows):
+            self._rows -= gone
+            self._bytes -= sum(len(r.body) for r in rows)
+        else:  # some were dropped for space while in flight: count again
+            count, size = self.db.execute(
+                "SELECT count(*), coalesce(sum(length(body)), 0) FROM outbox"
+            ).fetchone()
+            self._rows, self._bytes = int(count), int(size)
+        if self._rows == 0:
+            self._changed.clear()
+
+    def last_row_id(self) -> int:
+        """The highest row id ever written (0 for a new spool)."""
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        return int(row[0]) if row else 0
+
+    @property
+    def rows(self) -> int:
+        """Rows waiting."""
+        return self._rows
+
+    @property
+    def payload_bytes(self) -> int:
+        """Payload bytes waiting."""
+        return self._bytes
+
+    async def wait_for_rows(self) -> None:
+        """Return once at least one row is waiting."""
+        while self._rows == 0:
+            self._changed.clear()
+            await self._changed.wait()
+
+    # -- drop accounting and small persistent values -------------------------------------
+    def take_dropped(self) -> DropCounts:
+        """Rows dropped since the last call (the counter is reset; totals are kept)."""
+        samples = self._meta_int("dropped_samples")
+        events = self._meta_int("dropped_events")
+        if samples or events:
+            with _transaction(self.db):
+                self.set_meta("dropped_samples", "0")
+                self.set_meta("dropped_events", "0")
+        return DropCounts(samples, events)
+
+    def dropped_totals(self) -> DropCounts:
+        """Rows dropped since the spool was created."""
+        return DropCounts(self._meta_int("dropped_samples_total"), self._meta_int("dropped_events_total"))
+
+    def get_meta(self, key: str) -> str | None:
+        """A small persistent value (e.g. the recipe last loaded), or None."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a small persistent value."""
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def _meta_int(self, key: str) -> int:
+        value = self.get_meta(key)
+        return int(value) if value else 0
+
+    def _add_meta_int(self, key: str, delta: int) -> None:
+        if delta:
+            self.set_meta(key, str(self._meta_int(key) + delta))
+
+
+def _values(i: Outgoing) -> tuple[int, str, int, int, int | None, int | None, str]:
+    return (i.stream, i.topic, int(i.retain), int(i.historical), i.boot_count, i.seq, i.body)
+
+
+class _transaction:
+    """BEGIN ... COMMIT (ROLLBACK on error) on an autocommit connection."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        else:
+            self._db.execute("ROLLBACK")

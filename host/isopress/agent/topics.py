@@ -1,0 +1,72 @@
+"""MQTT topic names of one press (documented in docs/mqtt.md)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["OPERATOR_PATTERN", "PressTopics", "parse_command_topic"]
+
+# The operator segment is what the broker's ACL ties to the authenticated user; keep it a
+# plain name so that it is safe in topics, logs and folder-free run records.
+OPERATOR_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class PressTopics:
+    """Every topic under ``isopress/<press_id>/``."""
+
+    press_id: str
+
+    @property
+    def base(self) -> str:
+        """``isopress/<press_id>``."""
+        return f"isopress/{self.press_id}"
+
+    @property
+    def status(self) -> str:
+        """Retained ``online``/``offline`` (the last will says ``offline``)."""
+        return f"{self.base}/status"
+
+    @property
+    def state(self) -> str:
+        """Retained machine state, run, recipe, faults, versions."""
+        return f"{self.base}/state"
+
+    @property
+    def telemetry(self) -> str:
+        """Telemetry batches, QoS 1."""
+        return f"{self.base}/telemetry"
+
+    @property
+    def event(self) -> str:
+        """Board and agent events, QoS 1."""
+        return f"{self.base}/event"
+
+    def run(self, run_id: str) -> str:
+        """Retained run summary."""
+        return f"{self.base}/run/{run_id}"
+
+    @property
+    def command_filter(self) -> str:
+        """What the agent subscribes to: ``cmd/<operator>/<verb>``."""
+        return f"{self.base}/cmd/+/+"
+
+    def command(self, operator: str, verb: str) -> str:
+        """A command topic."""
+        return f"{self.base}/cmd/{operator}/{verb}"
+
+    def fallback_reply(self, operator: str) -> str:
+        """Where replies go when a command names no MQTT 5 response topic."""
+        return f"{self.base}/reply/{operator}"
+
+
+def parse_command_topic(topics: PressTopics, topic: str) -> tuple[str, str] | None:
+    """``(operator, verb)`` of a command topic of this press, or None."""
+    prefix = f"{topics.base}/cmd/"
+    if not topic.startswith(prefix):
+        return None
+    parts = topic[len(prefix) :].split("/")
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        return None
+    return parts[0], parts[1]

@@ -1,0 +1,44 @@
+"""Hooks through which run records get their metrics and plot.
+
+The metrics (``isopress hil run``'s keys: overshoot, hold error, ramp-rate error, ...) and
+the plot are written by the HIL package (``isopress.hil.metrics`` and ``isopress.hil.plot``)
+so that a run on the press and a HIL scenario are judged by the same code. This module
+only defines the seam; :func:`hil_hooks` is where the lead wires them in at merge time.
+
+A hook gets the run folder (``trace.csv``, ``recipe.json``, ``events.jsonl``, ``run.json``
+are there) and must not raise for a normal trace; if it does, the record is kept and the
+failure logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["MetricsHook", "PlotHook", "RunHooks", "hil_hooks"]
+
+# run folder -> metrics (JSON-serialisable), stored in metrics.json and the run summary
+MetricsHook = Callable[[Path], dict[str, object]]
+# (run folder, PNG path to write)
+PlotHook = Callable[[Path, Path], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RunHooks:
+    """Optional metrics and plot producers for finished runs."""
+
+    metrics: MetricsHook | None = None
+    plot: PlotHook | None = None
+
+
+def hil_hooks() -> RunHooks:
+    """The hooks backed by ``isopress.hil`` (metrics and plot).
+
+    INTEGRATION POINT: ``isopress.hil.metrics`` and ``isopress.hil.plot`` are being written
+    on another branch. After merge, return ``RunHooks(metrics=..., plot=...)`` adapting
+    ``trace.csv`` (columns in :data:`isopress.runs.record.TRACE_COLUMNS`; the measured
+    pressure stands in for the true one on a real press) to their trace structure.
+    Until then: no metrics, no plot, and the run record says so (``metrics`` is null).
+    """
+    return RunHooks()

@@ -1,0 +1,257 @@
+"""Command intake: every bad command gets a reply naming the problem and never reaches the board."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from agent_helpers import GOOD_RECIPE, RecordingBoard, make_info, make_sample
+
+from isopress.agent.board import BoardUnavailable
+from isopress.agent.commands import CommandHandler, Outcome
+from isopress.agent.config import CommandsSection
+from isopress.agent.model import CommandResult
+from isopress.agent.mqtt import IncomingCommand
+from isopress.agent.payloads import CommandReply
+from isopress.agent.press import LoadedRecipe, PressView
+from isopress.agent.recipe import Recipe
+from isoproto import codes
+
+NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+
+
+def _press(state: int | None = codes.ST_IDLE) -> PressView:
+    press = PressView("p1")
+    press.on_info(make_info())
+    if state is not None:
+        press.on_sample(make_sample(1, state=state))
+    return press
+
+
+def _command(
+    verb: str,
+    payload: Any = None,
+    *,
+    operator: str = "alice",
+    sent_at: datetime = NOW,
+    retain: bool = False,
+    expiry_s: int | None = None,
+    received_monotonic: float = 100.0,
+) -> IncomingCommand:
+    if payload is None:
+        payload = {}
+    if isinstance(payload, dict):
+        payload = {"sent_at": sent_at.isoformat(), **payload}
+        raw = json.dumps(payload).encode()
+    else:
+        raw = payload
+    return IncomingCommand(
+        operator=operator,
+        verb=verb,
+        payload=raw,
+        retain=retain,
+        response_topic="reply/alice",
+        correlation_data=b"c1",
+        expiry_s=expiry_s,
+        received_monotonic=received_monotonic,
+        received_at=NOW,
+    )
+
+
+def _handle(
+    command: IncomingCommand,
+    *,
+    press: PressView | None = None,
+    board: RecordingBoard | None = None,
+    monotonic: float = 100.0,
+    settings: CommandsSection | None = None,
+) -> tuple[Outcome, RecordingBoard, PressView]:
+    press = press if press is not None else _press()
+    board = board or RecordingBoard()
+    handler = CommandHandler(
+        settings or CommandsSection(), board, press, clock=lambda: NOW, monotonic=lambda: monotonic
+    )
+    return asyncio.run(handler.handle(command)), board, press
+
+
+def _rejected(outcome: Outcome) -> CommandReply:
+    reply = outcome.reply
+    assert reply is not None and not reply.accepted, reply
+    assert reply.error
+    return reply
+
+
+def test_a_good_recipe_is_loaded_and_remembered() -> None:
+    outcome, board, press = _handle(_command("load-recipe", {"recipe": GOOD_RECIPE}))
+    assert outcome.reply is not None and outcome.reply.accepted and outcome.reply.error is None
+    loaded = LoadedRecipe.of(Recipe.model_validate(GOOD_RECIPE))
+    assert board.calls == [("load_recipe", (loaded.recipe, loaded.recipe_id))]
+    assert press.recipe == loaded
+    assert outcome.reply.recipe is not None and outcome.reply.recipe.sha256 == loaded.sha256
+    assert outcome.reply.board is not None and outcome.reply.board.ok
+
+
+def test_a_recipe_beyond_the_profile_lists_every_problem_and_reaches_nothing() -> None:
+    recipe = {
+        "name": "too much",
+        "segments": [
+            {"kind": "ramp", "target_mpa": 450.0, "rate_mpa_s": 3.0},
+            {"kind": "hold", "duration_s": 7200.0},
+            {"kind": "ramp", "target_mpa": 0.0, "rate_mpa_s": 1.5},
+        ],
+    }
+    outcome, board, press = _handle(_command("load-recipe", {"recipe": recipe}))
+    reply = _rejected(outcome)
+    assert board.calls == [] and press.recipe is None
+    got = {(p.field, p.value, p.limit, p.reason) for p in reply.problems}
+    assert got == {
+        ("segments[0].target_mpa", 450.0, 400.0, "target_too_high"),
+        ("segments[0].rate_mpa_s", 3.0, 2.0, "rate_up_too_high"),
+        ("segments[1].duration_s", 7200.0, 3600.0, "hold_too_long"),
+        ("segments[2].rate_mpa_s", 1.5, 1.0, "rate_down_too_high"),
+    }
+    assert "4 problem(s)" in reply.error  # type: ignore[operator]
+
+
+def test_non_finite_and_malformed_recipe_fields_are_listed() -> None:
+    payload = b'{"sent_at": "2026-11-25T12:00:00Z", "recipe": {"name": "x", "segments": [{"kind": "ramp", '
+    payload += b'"target_mpa": NaN, "rate_mpa_s": 1}, {"kind": "squeeze"}]}, "colour": "red"}'
+    outcome, board, _ = _handle(_command("load-recipe", payload))
+    reply = _rejected(outcome)
+    fields = {p.field for p in reply.problems}
+    assert "recipe.segments.0.ramp.target_mpa" in fields
+    assert "recipe.segments.1" in fields
+    assert "colour" in fields
+    assert board.calls == []
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (_command("explode"), "unknown verb 'explode'; known verbs: load-recipe, start, pause"),
+        (_command("pause", b"{not json"), "malformed JSON payload: Expecting property name"),
+        (_command("pause", b"\xff\xfe"), "malformed JSON payload"),
+        (_command("pause", b'{"sent_at": "yesterday"}'), "the payload does not match the pause command"),
+        (_command("pause", b"{}"), "the payload does not match the pause command"),
+        (_command("pause", sent_at=NOW - timedelta(seconds=30)), "stale command: sent 30.0 s ago"),
+        (_command("pause", sent_at=NOW + timedelta(seconds=60)), "sent_at is 60.0 s in the future"),
+        (_command("pause", expiry_s=5, received_monotonic=90.0), "MQTT message expiry passed"),
+        (_command("pause", operator="al ice"), "bad operator name 'al ice'"),
+    ],
+)
+def test_bad_commands_get_a_clear_reply_and_reach_nothing(command: IncomingCommand, expected: str) -> None:
+    outcome, board, _ = _handle(command, press=_press(codes.ST_HOLDING))
+    reply = _rejected(outcome)
+    assert expected in reply.error, reply.error  # type: ignore[operator]
+    assert board.calls == []
+    assert reply.operator == command.operator and reply.verb == command.verb
+
+
+def test_a_start_while_running_names_the_state() -> None:
+    press = _press(codes.ST_PRESSURISING)
+    press.recipe = LoadedRecipe.of(Recipe.model_validate(GOOD_RECIPE))
+    outcome, board, _ = _handle(_command("start"), press=press)
+    reply = _rejected(outcome)
+    assert reply.error == "start is not allowed while the press is pressurising (only: ready, complete)"
+    assert reply.state == "pressurising"
+    assert board.calls == []
+
+
+def test_start_needs_a_loaded_recipe_and_the_right_one() -> None:
+    outcome, board, _ = _handle(_command("start"), press=_press(codes.ST_READY))
+    assert "no recipe loaded" in _rejected(outcome).error  # type: ignore[operator]
+    press = _press(codes.ST_READY)
+    press.recipe = LoadedRecipe.of(Recipe.model_validate(GOOD_RECIPE))
+    outcome, board, _ = _handle(_command("start", {"recipe_sha256": "0" * 64}), press=press)
+    assert "is not the loaded recipe '250 MPa cycle'" in _rejected(outcome).error  # type: ignore[operator]
+    assert board.calls == []
+
+
+def test_an_accepted_start_reports_the_board_run_id() -> None:
+    press = _press(codes.ST_READY)
+    press.recipe = LoadedRecipe.of(Recipe.model_validate(GOOD_RECIPE))
+    started: list[tuple[str, int]] = []
+
+    def on_start(operator: str, recipe: LoadedRecipe | None, board_run_id: int) -> None:
+        started.append((operator, board_run_id))
+        press.run_id = "run-7"
+
+    handler = CommandHandler(
+        CommandsSection(),
+        RecordingBoard(),
+        press,
+        on_start=on_start,
+        clock=lambda: NOW,
+        monotonic=lambda: 100.0,
+    )
+    outcome = asyncio.run(handler.handle(_command("start", {"recipe_sha256": press.recipe.sha256})))
+    assert outcome.reply is not None and outcome.reply.accepted
+    assert outcome.started_run == 7 and started == [("alice", 7)]
+    assert outcome.reply.run_id == "run-7"
+
+
+def test_no_board_or_no_state_yet_is_rejected() -> None:
+    press = PressView("p1")
+    outcome, board, _ = _handle(_command("pause"), press=press)
+    assert _rejected(outcome).error == "the board is not connected"
+    press.on_info(make_info())
+    outcome, board, _ = _handle(_command("pause"), press=press)
+    assert "state is not known yet" in _rejected(outcome).error  # type: ignore[operator]
+    assert board.calls == []
+
+
+def test_a_board_nak_is_passed_on_with_its_reason_and_problems() -> None:
+    nak = CommandResult(ok=False, result=codes.RESULT_REJECTED, reason=codes.R_BAD_STATE, problems=((6, 1),))
+    outcome, board, _ = _handle(
+        _command("pause"), press=_press(codes.ST_HOLDING), board=RecordingBoard(result=nak)
+    )
+    reply = _rejected(outcome)
+    assert reply.error == "the board refused: not allowed in the press's current state"
+    assert reply.board is not None and reply.board.reason == "bad_state"
+    assert [(p.field, p.reason) for p in reply.problems] == [("segments[1]", "target_too_high")]
+    assert board.calls == [("pause", ())]
+
+
+def test_an_unreachable_or_silent_board_is_a_rejection() -> None:
+    board = RecordingBoard(error=BoardUnavailable("serial link down"))
+    outcome, _, _ = _handle(_command("abort"), press=_press(codes.ST_HOLDING), board=board)
+    assert _rejected(outcome).error == "the board could not be reached: serial link down"
+    slow = RecordingBoard(delay_s=1.0)
+    settings = CommandsSection(board_timeout_s=0.05)
+    outcome, _, _ = _handle(_command("abort"), press=_press(codes.ST_HOLDING), board=slow, settings=settings)
+    assert "no answer from the board within commands.board_timeout_s = 0.05 s" in _rejected(outcome).error  # type: ignore[operator]
+
+
+def test_retained_commands_are_ignored_without_reply() -> None:
+    outcome, board, _ = _handle(_command("pause", retain=True), press=_press(codes.ST_HOLDING))
+    assert outcome.reply is None and board.calls == []
+
+
+def test_every_command_is_logged_with_its_operator(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="isopress.agent.commands")
+    _handle(_command("pause", operator="bob"), press=_press(codes.ST_HOLDING))
+    _handle(_command("resume", operator="carol"), press=_press(codes.ST_HOLDING))
+    _handle(_command("pause", operator="dave", retain=True), press=_press(codes.ST_HOLDING))
+    text = caplog.text
+    assert "pause from 'bob' accepted" in text
+    assert "resume from 'carol' rejected: resume is not allowed while the press is holding" in text
+    assert "pause from 'dave' ignored: retained" in text
+
+
+@pytest.mark.parametrize(
+    ("verb", "state", "call"),
+    [
+        ("pause", codes.ST_HOLDING, "pause"),
+        ("resume", codes.ST_PAUSED, "resume"),
+        ("abort", codes.ST_PAUSED, "abort"),
+        ("reset", codes.ST_FAULT, "reset_faults"),
+    ],
+)
+def test_simple_verbs_reach_the_board_in_their_states(verb: str, state: int, call: str) -> None:
+    outcome, board, _ = _handle(_command(verb), press=_press(state))
+    assert outcome.reply is not None and outcome.reply.accepted
+    assert board.calls == [(call, ())]

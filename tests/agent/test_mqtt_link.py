@@ -1,0 +1,189 @@
+"""The MQTT link against a real Mosquitto: PUBACK before delete, outages, restarts, status."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import aiomqtt
+import pytest
+from agent_helpers import Subscriber, eventually, make_config, make_sample, with_subscriber
+
+from isopress.agent.mqtt import MqttLink
+from isopress.agent.payloads import TelemetryBatch, sample_outgoing
+from isopress.agent.spool import Spool
+from isopress.agent.topics import PressTopics
+from isopress.broker import Mosquitto, free_port
+
+pytestmark = pytest.mark.mqtt
+
+
+class _Frozen:
+    """SIGSTOP the broker: it keeps its sockets but answers nothing (no PUBACK)."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        assert broker.pid is not None
+        self.pid = broker.pid
+
+    def __enter__(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def __exit__(self, *exc: object) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+
+def test_aiomqtt_qos1_publish_returns_only_after_the_puback(broker: Mosquitto) -> None:
+    # What the spool relies on: aiomqtt 2.5's publish() at QoS 1 waits for on_publish,
+    # which paho fires on PUBACK. A frozen broker sends none, so publish() times out;
+    # QoS 0 "succeeds" at once, which is why telemetry is never published at QoS 0.
+    async def scenario() -> tuple[bool, bool]:
+        async with aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+            with _Frozen(broker):
+                await client.publish("isopress/puback/qos0", b"x", qos=0, timeout=1.0)
+                qos0_returned = True
+                try:
+                    await client.publish("isopress/puback/qos1", b"x", qos=1, timeout=1.0)
+                    qos1_returned = True
+                except aiomqtt.MqttError:
+                    qos1_returned = False
+            await client.publish("isopress/puback/qos1", b"y", qos=1, timeout=5.0)  # thawed: acknowledged
+        return qos0_returned, qos1_returned
+
+    assert asyncio.run(scenario()) == (True, False)
+
+
+def test_rows_leave_the_spool_only_after_the_broker_acknowledged(broker: Mosquitto, tmp_path: Path) -> None:
+    config = make_config(broker, tmp_path)
+    topics = PressTopics(config.agent.press_id)
+
+    async def body(sub: Subscriber) -> None:
+        with Spool(config.spool.path) as spool:
+            async with MqttLink(config, spool) as link:
+                await asyncio.wait_for(link.connected.wait(), 5)
+                with _Frozen(broker):
+                    spool.append([sample_outgoing(topics, make_sample(i)) for i in range(10)])
+                    await asyncio.sleep(1.0)
+                    assert spool.rows == 10, "rows deleted before the broker acknowledged them"
+                await eventually(lambda: spool.rows == 0, 10, "spool drained after the broker thawed")
+                await eventually(lambda: len(sub.samples()) == 10, 5, "subscriber got the samples")
+
+    sub = asyncio.run(with_subscriber(broker, topics.telemetry, body))
+    assert [s["seq"] for s in sub.samples()] == list(range(10))
+
+
+def test_broker_sigkilled_mid_stream_loses_no_sample(broker: Mosquitto, tmp_path: Path) -> None:
+    config = make_config(broker, tmp_path)
+    topics = PressTopics(config.agent.press_id)
+    total = 600  # 6 s at 100 Hz
+
+    async def body(sub: Subscriber) -> None:
+        with Spool(config.spool.path) as spool:
+            async with MqttLink(config, spool) as link:
+                await asyncio.wait_for(link.connected.wait(), 5)
+                for seq in range(total):
+                    spool.append([sample_outgoing(topics, make_sample(seq))])
+                    if seq == 150:
+                        await asyncio.to_thread(broker.kill)
+                    if seq == 300:
+                        await asyncio.to_thread(broker.start)
+                    await asyncio.sleep(0.01)
+                await eventually(lambda: spool.rows == 0, 20, "spool drained after the outage")
+                assert link.stats.connects >= 2
+            await eventually(
+                lambda: {s["seq"] for s in sub.samples()} >= set(range(total)), 20, "every sample"
+            )
+
+    sub = asyncio.run(with_subscriber(broker, topics.telemetry, body))
+    samples = sub.samples()
+    unique = {(s["boot_count"], s["seq"]): s for s in samples}
+    assert sorted(seq for _, seq in unique) == list(range(total)), "a sample is missing"
+    for s in samples:
+        TelemetryBatch.model_validate({"press_id": config.agent.press_id, "samples": [s]})
+    # Samples spooled while the broker was down were replayed and say so.
+    assert all(unique[(1, seq)]["historical"] for seq in range(200, 290))
+    assert not unique[(1, 10)]["historical"]
+
+
+def test_the_spool_survives_an_agent_restart_and_is_replayed_as_historical(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    dead = make_config(broker, tmp_path, port=free_port())  # nothing listens there
+    config = make_config(broker, tmp_path, press_id=dead.agent.press_id)
+    topics = PressTopics(config.agent.press_id)
+
+    async def first_agent() -> None:
+        with Spool(dead.spool.path) as spool:
+            async with MqttLink(dead, spool) as link:
+                spool.append([sample_outgoing(topics, make_sample(i)) for i in range(50)])
+                await asyncio.sleep(0.3)
+                assert not link.connected.is_set()
+            assert spool.rows == 50
+
+    asyncio.run(first_agent())
+
+    async def body(sub: Subscriber) -> None:
+        with Spool(config.spool.path) as spool:
+            assert spool.rows == 50
+            async with MqttLink(config, spool):
+                await eventually(lambda: spool.rows == 0, 10, "replay")
+                spool.append([sample_outgoing(topics, make_sample(50))])
+                await eventually(lambda: len(sub.samples()) == 51, 5, "51 samples")
+
+    sub = asyncio.run(with_subscriber(broker, topics.telemetry, body))
+    samples = sub.samples()
+    assert [s["seq"] for s in samples] == list(range(51))
+    assert all(s["historical"] for s in samples[:50])
+    assert samples[50]["historical"] is False
+
+
+def test_status_is_retained_online_then_offline_on_a_clean_exit(broker: Mosquitto, tmp_path: Path) -> None:
+    config = make_config(broker, tmp_path)
+    topics = PressTopics(config.agent.press_id)
+
+    async def body(sub: Subscriber) -> None:
+        with Spool(config.spool.path) as spool:
+            async with MqttLink(config, spool) as link:
+                await asyncio.wait_for(link.connected.wait(), 5)
+                link.set_state('{"state":"idle"}')
+                await eventually(lambda: sub.on("/state") == [{"state": "idle"}], 5, "state")
+                link.set_state('{"state":"idle"}')  # unchanged: not published again
+                link.set_state('{"state":"ready"}')
+                await eventually(lambda: len(sub.on("/state")) == 2, 5, "second state")
+        await eventually(lambda: sub.on("/status")[-1:] == ["offline"], 5, "offline")
+
+    sub = asyncio.run(with_subscriber(broker, f"{topics.base}/#", body))
+    assert sub.on("/status") == ["online", "offline"]
+    assert sub.on("/state") == [{"state": "idle"}, {"state": "ready"}]
+
+    async def retained() -> list[tuple[str, object, bool, object]]:
+        late = Subscriber(broker, f"{topics.base}/#")
+        task = asyncio.create_task(late.run())
+        await eventually(lambda: len(late.messages) >= 2, 5, "retained messages")
+        task.cancel()
+        return late.messages
+
+    got = {topic.rsplit("/", 1)[1]: (data, retain) for topic, data, retain, _ in asyncio.run(retained())}
+    assert got["status"] == ("offline", True)
+    assert got["state"] == ({"state": "ready"}, True)
+
+
+def test_the_link_waits_for_a_broker_that_is_not_there_yet(tmp_path: Path) -> None:
+    later = Mosquitto(tmp_path / "late-broker")
+    config = make_config(later, tmp_path)
+
+    async def scenario() -> int:
+        with Spool(config.spool.path) as spool:
+            async with MqttLink(config, spool) as link:
+                await asyncio.sleep(0.5)
+                assert not link.connected.is_set()
+                assert "refused" in link.stats.last_error.lower() or link.stats.last_error
+                await asyncio.to_thread(later.start)
+                await asyncio.wait_for(link.connected.wait(), 5)
+                return link.stats.connects
+
+    try:
+        assert asyncio.run(scenario()) == 1
+    finally:
+        later.stop()

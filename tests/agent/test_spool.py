@@ -1,0 +1,139 @@
+"""The SQLite outbox: order, acknowledgement, bounds with drop accounting, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from isopress.agent.spool import STREAM_EVENT, STREAM_RETAINED, STREAM_TELEMETRY, Outgoing, Spool, SpoolError
+
+
+def _sample(seq: int, size: int = 10) -> Outgoing:
+    return Outgoing(STREAM_TELEMETRY, "t", f'{{"seq":{seq},"pad":"{"x" * size}"}}', boot_count=1, seq=seq)
+
+
+def test_rows_come_back_oldest_first_and_go_only_when_acknowledged(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db") as spool:
+        spool.append([_sample(i) for i in range(5)])
+        spool.append([Outgoing(STREAM_EVENT, "e", '{"k":1}', historical=True)])
+        rows = spool.oldest(100)
+        assert [r.stream for r in rows] == [0, 0, 0, 0, 0, 1]
+        assert [r.row_id for r in rows] == sorted(r.row_id for r in rows)
+        assert rows[-1].historical and not rows[0].historical
+        spool.acknowledge(rows[:2])
+        assert spool.rows == 4
+        assert spool.payload_bytes == sum(len(r.body) for r in rows[2:])
+        assert [r.body for r in spool.oldest(2)] == [rows[2].body, rows[3].body]
+        spool.acknowledge(rows[:2])  # already gone: nothing happens
+        assert spool.rows == 4
+        assert spool.payload_bytes == sum(len(r.body) for r in rows[2:])
+
+
+def test_the_spool_survives_a_restart_with_its_counts(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with Spool(path) as spool:
+        spool.append([_sample(i) for i in range(3)])
+        spool.set_meta("loaded_recipe", '{"name":"r"}')
+        last = spool.last_row_id()
+        size = spool.payload_bytes
+    with Spool(path) as again:
+        assert again.rows == 3
+        assert again.payload_bytes == size
+        assert again.last_row_id() == last
+        assert again.get_meta("loaded_recipe") == '{"name":"r"}'
+        assert [r.row_id for r in again.oldest(10)] == [last - 2, last - 1, last]
+
+
+def test_the_database_is_in_wal_mode(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db") as spool:
+        spool.append([_sample(0)])
+        assert spool.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_full_spool_drops_the_oldest_rows_and_counts_them(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db", max_rows=100) as spool:
+        spool.append([Outgoing(STREAM_RETAINED, "run/1", '{"run":1}', retain=True)])
+        spool.append([_sample(i) for i in range(90)])
+        spool.append([Outgoing(STREAM_EVENT, "e", '{"k":1}')])
+        spool.append([_sample(i) for i in range(90, 120)])
+        assert spool.rows == 100
+        rows = spool.oldest(1000)
+        assert rows[0].stream == STREAM_RETAINED  # run summaries are never dropped
+        seqs = [int(r.body.split(",")[0].split(":")[1]) for r in rows if r.stream == STREAM_TELEMETRY]
+        assert seqs == list(range(22, 120))  # 22 oldest samples dropped, the rest in order
+        dropped = spool.take_dropped()
+        assert (dropped.samples, dropped.events) == (22, 0)
+        assert spool.take_dropped().total == 0  # reported once
+        assert spool.dropped_totals().samples == 22
+
+
+def test_the_byte_bound_holds_too(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db", max_bytes=100_000) as spool:
+        for start in range(0, 2000, 100):
+            spool.append([_sample(i, size=100) for i in range(start, start + 100)])
+        assert spool.payload_bytes <= 100_000
+        assert spool.payload_bytes == spool.db.execute("SELECT sum(length(body)) FROM outbox").fetchone()[0]
+        assert spool.take_dropped().samples == 2000 - spool.rows
+
+
+def test_drop_counts_survive_a_restart_until_reported(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with Spool(path, max_rows=100) as spool:
+        spool.append([_sample(i) for i in range(150)])
+    with Spool(path, max_rows=100) as again:
+        assert again.take_dropped().samples == 50
+
+
+def test_wait_for_rows_wakes_on_append(tmp_path: Path) -> None:
+    async def scenario(spool: Spool) -> bool:
+        waiter = asyncio.create_task(spool.wait_for_rows())
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        spool.append([_sample(0)])
+        await asyncio.wait_for(waiter, 1.0)
+        return True
+
+    with Spool(tmp_path / "s.db") as spool:
+        assert asyncio.run(scenario(spool))
+
+
+def test_an_unwritable_spool_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SpoolError, match="cannot open the spool"):
+        Spool(blocker / "sub" / "s.db").open()
+
+
+def test_a_failed_append_changes_nothing(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db", max_rows=100) as spool:
+        spool.append([_sample(i) for i in range(100)])
+        bad = Outgoing(None, "t", "{}")  # type: ignore[arg-type]  # stream is NOT NULL
+        with pytest.raises(sqlite3.IntegrityError):
+            spool.append([_sample(100), bad])
+        assert spool.rows == 100
+        assert spool.db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 100
+        assert spool.take_dropped().total == 0
+
+
+def test_acknowledging_rows_dropped_in_flight_keeps_the_counts_right(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db", max_rows=100) as spool:
+        spool.append([_sample(i) for i in range(100)])
+        in_flight = spool.oldest(50)
+        spool.append([_sample(i) for i in range(100, 130)])  # drops 30 of the in-flight rows
+        spool.acknowledge(in_flight)
+        assert spool.rows == 80
+        assert spool.payload_bytes == spool.db.execute("SELECT sum(length(body)) FROM outbox").fetchone()[0]
+
+
+def test_meta_is_written_with_the_rows_or_not_at_all(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db") as spool:
+        spool.append([_sample(1)], meta={"session_checkpoint": "boot 1 upto 1"})
+        assert spool.get_meta("session_checkpoint") == "boot 1 upto 1"
+        bad = Outgoing(None, "t", "{}")  # type: ignore[arg-type]  # stream is NOT NULL
+        with pytest.raises(sqlite3.IntegrityError):
+            spool.append([_sample(2), bad], meta={"session_checkpoint": "boot 1 upto 2"})
+        assert spool.get_meta("session_checkpoint") == "boot 1 upto 1"
+        assert spool.rows == 1
