@@ -229,4 +229,3 @@ class SafetyMonitor:
             level |= BIT_HOST
         self.level = level
         return causes
-

@@ -1,6 +1,7 @@
 # Numbers shared by board and host: machine states, faults, NAK reasons, event kinds,
-# reset causes. The board sends numbers; the host turns them into words with the
-# *_NAMES / *_TEXT tables below. Numbers are part of protocol v1: never renumber, only add.
+# reset causes. The board sends numbers; the host turns them into words with the tables in
+# isoproto.names (kept out of this module: the board never needs the words, and they cost
+# ~11 KB of an RP2040's heap). Numbers are part of protocol v1: never renumber, only add.
 
 try:
     from micropython import const
@@ -19,18 +20,6 @@ ST_COMPLETE = const(7)
 ST_FAULT = const(8)  # latched; leaving it needs the cause gone and an explicit reset
 ST_ESTOP = const(9)
 
-STATE_NAMES = (
-    "boot",
-    "idle",
-    "ready",
-    "pressurising",
-    "holding",
-    "depressurising",
-    "paused",
-    "complete",
-    "fault",
-    "estop",
-)
 
 # -- faults: bit numbers of TELEMETRY.faults (a u16 mask), EVENT FAULT_* code -------
 F_OVERPRESSURE_HW = const(0)  # hard comparator on raw ADC counts (interrupt)
@@ -52,44 +41,6 @@ F_CONFIG_INVALID = const(15)  # bad or missing config on the board
 
 FAULT_COUNT = const(16)
 
-FAULT_NAMES = (
-    "overpressure_hw",
-    "overpressure_sw",
-    "rise_rate",
-    "fall_rate",
-    "transducer_low",
-    "transducer_high",
-    "transducer_stuck",
-    "transducer_slew",
-    "transducer_mismatch",
-    "pressurise_timeout",
-    "hold_leak",
-    "closure_unlocked",
-    "estop",
-    "glovebox_lost",
-    "host_lost",
-    "config_invalid",
-)
-
-# Words an operator in gloves can act on (host side turns fault codes into these).
-FAULT_TEXT = (
-    "over-pressure: hardware trip on the raw transducer reading",
-    "over-pressure: above the recipe maximum plus margin",
-    "pressure rising faster than the device allows",
-    "pressure falling faster than the device allows",
-    "transducer current too low (open wire?)",
-    "transducer current too high (short circuit?)",
-    "transducer reading stuck while the pump runs",
-    "transducer reading changed faster than physically possible",
-    "the two transducers disagree",
-    "pump running but pressure not rising (leak or burst bag?)",
-    "pressure decaying in a hold faster than allowed (leak?)",
-    "vessel closure not locked",
-    "emergency stop pressed",
-    "glovebox permissive lost",
-    "host heartbeat lost",
-    "board configuration missing or invalid",
-)
 
 # -- event kinds (EVENT.kind) ------------------------------------------------------
 EV_FAULT_RAISED = const(1)  # code = fault bit
@@ -102,18 +53,6 @@ EV_RUN_ENDED = const(7)  # code = final state, detail = run id
 EV_LOOP_OVERRUN = const(8)  # detail = overrun count so far
 EV_BOOT = const(9)  # code = reset cause
 
-EVENT_NAMES = (
-    "none",
-    "fault_raised",
-    "fault_cleared",
-    "state_changed",
-    "segment_changed",
-    "recipe_loaded",
-    "run_started",
-    "run_ended",
-    "loop_overrun",
-    "boot",
-)
 
 # -- reset causes (HELLO.reset_cause, EVENT BOOT code) -----------------------------
 RESET_UNKNOWN = const(0)
@@ -123,7 +62,6 @@ RESET_SOFT = const(3)
 RESET_HARD = const(4)
 RESET_DEEPSLEEP = const(5)
 
-RESET_NAMES = ("unknown", "power_on", "watchdog", "soft", "hard", "deepsleep")
 
 # -- command results (ACK/NAK.result) and reasons (NAK.reason) ---------------------
 RESULT_OK = const(0)
@@ -155,65 +93,11 @@ R_RATE_NOT_POSITIVE = const(21)
 R_BUSY = const(22)  # window full or chunked load in progress from another recipe
 R_RECIPE_HASH = const(23)  # the recipe id does not match the segments received
 
-REASON_NAMES = (
-    "none",
-    "unknown_command",
-    "malformed",
-    "bad_state",
-    "no_recipe",
-    "recipe_mismatch",
-    "target_too_high",
-    "rate_up_too_high",
-    "rate_down_too_high",
-    "hold_too_long",
-    "not_finite",
-    "too_many_segments",
-    "cause_persists",
-    "recipe_incomplete",
-    "bad_segment_kind",
-    "chunk_out_of_range",
-    "value_out_of_range",
-    "history_unavailable",
-    "version_mismatch",
-    "empty_recipe",
-    "target_negative",
-    "rate_not_positive",
-    "busy",
-    "recipe_hash",
-)
-
-REASON_TEXT = (
-    "",
-    "the board does not know this command",
-    "the command could not be decoded",
-    "not allowed in the press's current state",
-    "no valid recipe is loaded",
-    "the recipe named does not match the loaded one",
-    "target above the maximum working pressure",
-    "ramp-up rate above the device maximum",
-    "ramp-down rate above the device maximum",
-    "hold longer than the device maximum",
-    "a number is NaN or infinite",
-    "more segments than the board holds",
-    "the fault's cause is still present",
-    "not all recipe chunks arrived",
-    "unknown segment kind",
-    "chunk index outside the recipe",
-    "value out of range",
-    "the requested samples are no longer on the board",
-    "protocol major version differs",
-    "the recipe has no segments",
-    "target pressure is negative",
-    "rate must be positive",
-    "the board is busy; retry",
-    "the recipe id does not match the segments received (chunks corrupted or mixed)",
-)
 
 # -- recipe segment kinds -------------------------------------------------------------
 SEG_RAMP = const(1)  # to target_mpa at rate_mpa_s (up or down by the sign of the change)
 SEG_HOLD = const(2)  # at the previous target for duration_s
 
-SEGMENT_NAMES = ("none", "ramp", "hold")
 
 # -- TELEMETRY.flags bits --------------------------------------------------------------
 FLAG_DUMP_CLOSED = const(0x01)  # dump valve energised (closed); 0 = open = safe

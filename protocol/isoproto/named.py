@@ -4,7 +4,7 @@
 
 import struct
 
-from isoproto import catalog, codec, codes, wire
+from isoproto import catalog, codec, codes, names, wire
 from isoproto.errors import DecodeError, EncodeError
 
 
@@ -132,8 +132,8 @@ def encode_dict(name: str, named: dict) -> bytes:
 
 
 def _reason_text(reason: int) -> str:
-    if 0 <= reason < len(codes.REASON_TEXT) and codes.REASON_TEXT[reason]:
-        return codes.REASON_TEXT[reason]
+    if 0 <= reason < len(names.REASON_TEXT) and names.REASON_TEXT[reason]:
+        return names.REASON_TEXT[reason]
     return "reason %d" % reason  # a newer board's code
 
 

@@ -34,7 +34,7 @@ from isopress.agent.recipe import (
 )
 from isopress.agent.schemas import main as schemas_main
 from isopress.agent.schemas import render_schemas, schema_folder
-from isoproto import codes
+from isoproto import codes, names
 
 
 def test_checked_in_schemas_match_the_models() -> None:
@@ -100,7 +100,7 @@ def test_every_event_kind_has_words() -> None:
     assert (
         describe_event(codes.EV_BOOT, codes.RESET_WATCHDOG, 0, 0.0) == "board booted (reset cause: watchdog)"
     )
-    for kind in range(1, len(codes.EVENT_NAMES)):
+    for kind in range(1, len(names.EVENT_NAMES)):
         assert describe_event(kind, 1, 1, 0.0)
     assert fault_names((1 << codes.F_ESTOP) | 1) == ("overpressure_hw", "estop")
 

@@ -1,20 +1,20 @@
 # The shared code tables: every number has a name, and names are unique.
 
-from isoproto import codes
+from isoproto import codes, names
 
 
 def test_every_state_fault_reason_and_event_has_a_name():
-    assert len(codes.STATE_NAMES) == codes.ST_ESTOP + 1
-    assert len(codes.FAULT_NAMES) == codes.FAULT_COUNT
-    assert len(codes.FAULT_TEXT) == codes.FAULT_COUNT
-    assert len(codes.REASON_NAMES) == codes.R_RECIPE_HASH + 1
-    assert len(codes.REASON_TEXT) == len(codes.REASON_NAMES)
-    assert len(codes.EVENT_NAMES) == codes.EV_BOOT + 1
-    assert len(codes.RESET_NAMES) == codes.RESET_DEEPSLEEP + 1
+    assert len(names.STATE_NAMES) == codes.ST_ESTOP + 1
+    assert len(names.FAULT_NAMES) == codes.FAULT_COUNT
+    assert len(names.FAULT_TEXT) == codes.FAULT_COUNT
+    assert len(names.REASON_NAMES) == codes.R_RECIPE_HASH + 1
+    assert len(names.REASON_TEXT) == len(names.REASON_NAMES)
+    assert len(names.EVENT_NAMES) == codes.EV_BOOT + 1
+    assert len(names.RESET_NAMES) == codes.RESET_DEEPSLEEP + 1
 
 
 def test_names_are_unique():
-    for table in (codes.STATE_NAMES, codes.FAULT_NAMES, codes.REASON_NAMES, codes.EVENT_NAMES):
+    for table in (names.STATE_NAMES, names.FAULT_NAMES, names.REASON_NAMES, names.EVENT_NAMES):
         assert len(set(table)) == len(table)
 
 

@@ -7,7 +7,7 @@ from isofw.core import VENT_FAULT, Inputs
 from isofw.recipe import hold, ramp
 from isofw.safety import BIT_HW, BIT_SW
 from isofw.sensing import BIT_LOW
-from isoproto import codes
+from isoproto import codes, names
 
 _REPO = __file__.rsplit("/", 3)[0]
 
@@ -30,7 +30,7 @@ def test_the_document_lists_every_fault_once():
 
 def test_the_document_and_the_code_agree_on_name_action_and_latching():
     for bit, (name, action, latched) in _doc_table().items():
-        assert name == codes.FAULT_NAMES[bit], bit
+        assert name == names.FAULT_NAMES[bit], bit
         assert action == faults.ACTION_NAMES[faults.FAULT_ACTION[bit]], (name, action)
         assert latched == ("yes" if faults.LATCHED_MASK & (1 << bit) else "no"), name
 

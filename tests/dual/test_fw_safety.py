@@ -6,7 +6,7 @@
 
 from board import SimBoard, config_with, read_config, simulate
 from isofw.recipe import hold, ramp
-from isoproto import codes
+from isoproto import codes, names
 
 TO_100 = [ramp(100.0, 2.0), hold(120.0), ramp(0.0, 1.0)]  # at 100 MPa from t = 50.1 s
 TICK_MS = 10
@@ -25,7 +25,7 @@ def _first(core, bit):
     for fault, ms in _raised(core):
         if fault == bit:
             return ms
-    raise AssertionError("fault %s never raised; raised: %s" % (codes.FAULT_NAMES[bit], _raised(core)))
+    raise AssertionError("fault %s never raised; raised: %s" % (names.FAULT_NAMES[bit], _raised(core)))
 
 
 def _safe_after(board, t_ms):

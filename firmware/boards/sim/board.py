@@ -21,7 +21,7 @@ from array import array
 from isofw.calibration import Calibration
 from isofw.recipe import hold, ramp
 from isofw.safety import IN_CLOSURE_LOCKED, IN_ESTOP_RELEASED, IN_GLOVEBOX_OK
-from isoproto.codes import RESET_POWER_ON, STATE_NAMES
+from isoproto.codes import RESET_POWER_ON
 from plant import Vessel
 
 # MicroPython's ticks_us wraps and is compared with ticks_diff; CPython (the unit tests)
@@ -334,6 +334,8 @@ class SimBoard:
 
     def observer(self, now_ms: int, core):
         if self.print_every_ms and now_ms % self.print_every_ms == 0:
+            from isoproto.names import STATE_NAMES  # host-side words: loaded only when printing
+
             print(
                 "t=%7.1f s  state=%-14s  p=%7.2f MPa  sp=%7.2f MPa  pump=%5.1f%%  vent=%5.1f%%"
                 % (
@@ -358,6 +360,8 @@ class SimBoard:
 
     def summary(self, core) -> dict:
         import gc
+
+        from isoproto.names import STATE_NAMES
 
         gc.collect()
         return {

@@ -173,7 +173,6 @@ class Plant:
         self._max_age_s = p["solver_max_step_s"]
         self._max_dp = p["solver_max_dp_mpa"]
 
-
     def set_param(self, key, value):
         """Change one parameter now (tests and scenarios: a softer vessel, a dead dump valve)."""
         merged = _merge_params({key: value}, PLANT_DEFAULTS, PLANT_RANGES, "plant")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from isoproto import codes
+from isoproto import codes, names
 
 __all__ = [
     "BoardEvent",
@@ -37,32 +37,32 @@ DUTY_MAX = 65535  # pump and vent outputs are u16 duties (0 = off, 65535 = full)
 
 
 def state_name(state: int) -> str:
-    """The machine state's name (``codes.STATE_NAMES``), or ``state_<n>`` for a newer board's state."""
-    return codes.STATE_NAMES[state] if 0 <= state < len(codes.STATE_NAMES) else f"state_{state}"
+    """The machine state's name (``names.STATE_NAMES``), or ``state_<n>`` for a newer board's state."""
+    return names.STATE_NAMES[state] if 0 <= state < len(names.STATE_NAMES) else f"state_{state}"
 
 
 def fault_names(faults: int) -> tuple[str, ...]:
     """Names of the fault bits set in a u16 fault mask, lowest bit first."""
-    names: list[str] = []
+    found: list[str] = []
     for bit in range(16):
         if faults & (1 << bit):
-            names.append(codes.FAULT_NAMES[bit] if bit < len(codes.FAULT_NAMES) else f"fault_{bit}")
-    return tuple(names)
+            found.append(names.FAULT_NAMES[bit] if bit < len(names.FAULT_NAMES) else f"fault_{bit}")
+    return tuple(found)
 
 
 def fault_text(bit: int) -> str:
     """Operator words for one fault bit."""
-    return codes.FAULT_TEXT[bit] if 0 <= bit < len(codes.FAULT_TEXT) else f"fault {bit}"
+    return names.FAULT_TEXT[bit] if 0 <= bit < len(names.FAULT_TEXT) else f"fault {bit}"
 
 
 def reason_name(reason: int) -> str:
-    """A NAK reason code's name (``codes.REASON_NAMES``)."""
-    return codes.REASON_NAMES[reason] if 0 <= reason < len(codes.REASON_NAMES) else f"reason_{reason}"
+    """A NAK reason code's name (``names.REASON_NAMES``)."""
+    return names.REASON_NAMES[reason] if 0 <= reason < len(names.REASON_NAMES) else f"reason_{reason}"
 
 
 def reason_text(reason: int) -> str:
     """A NAK reason code in words an operator can act on."""
-    return codes.REASON_TEXT[reason] if 0 <= reason < len(codes.REASON_TEXT) else f"reason {reason}"
+    return names.REASON_TEXT[reason] if 0 <= reason < len(names.REASON_TEXT) else f"reason {reason}"
 
 
 def host_lost_policy_name(policy: int) -> str:
@@ -90,7 +90,7 @@ class Sample:
     setpoint_mpa: float
     pump_duty: int  # 0..65535
     vent_duty: int  # 0..65535
-    faults: int  # u16 mask, bit n = codes.FAULT_NAMES[n]
+    faults: int  # u16 mask, bit n = names.FAULT_NAMES[n]
     state: int  # codes.ST_*
     flags: int  # codes.FLAG_*
     segment: int  # recipe segment index
@@ -134,9 +134,9 @@ class BoardEvent:
 
     @property
     def kind_name(self) -> str:
-        """``codes.EVENT_NAMES[kind]``."""
+        """``names.EVENT_NAMES[kind]``."""
         return (
-            codes.EVENT_NAMES[self.kind] if 0 <= self.kind < len(codes.EVENT_NAMES) else f"event_{self.kind}"
+            names.EVENT_NAMES[self.kind] if 0 <= self.kind < len(names.EVENT_NAMES) else f"event_{self.kind}"
         )
 
     @property
@@ -164,7 +164,7 @@ def describe_event(kind: int, code: int, detail: int, value: float) -> str:
     if kind == codes.EV_LOOP_OVERRUN:
         return f"control loop overran its period ({detail} times so far)"
     if kind == codes.EV_BOOT:
-        cause = codes.RESET_NAMES[code] if 0 <= code < len(codes.RESET_NAMES) else f"cause {code}"
+        cause = names.RESET_NAMES[code] if 0 <= code < len(names.RESET_NAMES) else f"cause {code}"
         return f"board booted (reset cause: {cause})"
     return f"event kind {kind} code {code} detail {detail}"
 
@@ -209,9 +209,9 @@ class BoardInfo:
 
     @property
     def reset_cause_name(self) -> str:
-        """``codes.RESET_NAMES[reset_cause]``."""
-        names = codes.RESET_NAMES
-        return names[self.reset_cause] if 0 <= self.reset_cause < len(names) else f"cause_{self.reset_cause}"
+        """``names.RESET_NAMES[reset_cause]``."""
+        table = names.RESET_NAMES
+        return table[self.reset_cause] if 0 <= self.reset_cause < len(table) else f"cause_{self.reset_cause}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

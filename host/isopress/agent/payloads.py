@@ -139,15 +139,15 @@ class EventPayload(BaseModel):
 
 
 def _code_name(event: BoardEvent) -> str | None:
-    from isoproto import codes
+    from isoproto import codes, names
 
     if event.kind in (codes.EV_FAULT_RAISED, codes.EV_FAULT_CLEARED):
-        names = fault_names(1 << event.code) if 0 <= event.code < 16 else ()
-        return names[0] if names else None
+        raised = fault_names(1 << event.code) if 0 <= event.code < 16 else ()
+        return raised[0] if raised else None
     if event.kind in (codes.EV_STATE_CHANGED, codes.EV_RUN_ENDED):
         return state_name(event.code)
     if event.kind == codes.EV_BOOT:
-        return codes.RESET_NAMES[event.code] if 0 <= event.code < len(codes.RESET_NAMES) else None
+        return names.RESET_NAMES[event.code] if 0 <= event.code < len(names.RESET_NAMES) else None
     return None
 
 

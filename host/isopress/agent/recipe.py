@@ -71,7 +71,7 @@ class RecipeProblem(BaseModel):
     field: str = Field(description="where, e.g. segments[2].rate_mpa_s")
     value: float | int | None = Field(description="the value given")
     limit: float | int | None = Field(description="the limit it breaks (None when there is no number)")
-    reason: str = Field(description="code name, as the board's NAK reasons (codes.REASON_NAMES)")
+    reason: str = Field(description="code name, as the board's NAK reasons (names.REASON_NAMES)")
     message: str = Field(description="the problem in words")
 
 

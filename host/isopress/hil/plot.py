@@ -27,7 +27,7 @@ from .trace import TraceRow
 
 __all__ = ["plot_run"]
 
-# One colour per board state (isoproto.codes.STATE_NAMES), calm for running, loud for faults.
+# One colour per board state (isoproto.names.STATE_NAMES), calm for running, loud for faults.
 _STATE_COLOURS = {
     "boot": "#bbbbbb",
     "idle": "#d9d9d9",

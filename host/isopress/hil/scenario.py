@@ -34,7 +34,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from isoproto import codes
+from isoproto import codes, names
 
 from . import sim_models
 
@@ -332,8 +332,8 @@ class ExpectedFault(_Strict):
     @field_validator("code")
     @classmethod
     def _known_code(cls, v: str) -> str:
-        if v not in codes.FAULT_NAMES:
-            raise ValueError(f"unknown fault code {v!r} (one of {', '.join(codes.FAULT_NAMES)})")
+        if v not in names.FAULT_NAMES:
+            raise ValueError(f"unknown fault code {v!r} (one of {', '.join(names.FAULT_NAMES)})")
         return v
 
 
@@ -360,8 +360,8 @@ class ExpectSection(_Strict):
     @field_validator("final_state")
     @classmethod
     def _known_state(cls, v: str | None) -> str | None:
-        if v is not None and v not in codes.STATE_NAMES:
-            raise ValueError(f"unknown state {v!r} (one of {', '.join(codes.STATE_NAMES)})")
+        if v is not None and v not in names.STATE_NAMES:
+            raise ValueError(f"unknown state {v!r} (one of {', '.join(names.STATE_NAMES)})")
         return v
 
     @model_validator(mode="after")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from isoproto import codes
+from isoproto import names
 
 __all__ = [
     "TRACE_COLUMNS",
@@ -54,9 +54,9 @@ class TraceRow:
 
     ``pump_duty`` and ``vent_duty`` are the board's commanded outputs in 0..1;
     ``dump_closed`` is True while the dump valve is energised (closed; open is safe);
-    ``state`` is a name from ``isoproto.codes.STATE_NAMES``; ``segment`` is the recipe
+    ``state`` is a name from ``isoproto.names.STATE_NAMES``; ``segment`` is the recipe
     segment index (-1 before the run); ``faults`` the codes of the active faults
-    (``isoproto.codes.FAULT_NAMES``).
+    (``isoproto.names.FAULT_NAMES``).
     """
 
     t_s: float
@@ -120,11 +120,11 @@ def _number(text: str, line: int, column: str) -> float:
 
 def _parse_row(fields: dict[str, str], line: int) -> TraceRow:
     state = fields["state"]
-    if state not in codes.STATE_NAMES:
+    if state not in names.STATE_NAMES:
         raise TraceError(f"line {line}, state: unknown state {state!r}")
     faults = tuple(f for f in fields["faults"].split("|") if f)
     for code in faults:
-        if code not in codes.FAULT_NAMES:
+        if code not in names.FAULT_NAMES:
             raise TraceError(f"line {line}, faults: unknown fault code {code!r}")
     if fields["dump_closed"] not in ("0", "1"):
         raise TraceError(f"line {line}, dump_closed: must be 0 or 1, got {fields['dump_closed']!r}")
