@@ -113,8 +113,11 @@ class MqttLink:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         client = self._client
-        if client is not None and self.connected.is_set():
-            # A clean disconnect does not fire the last will: say offline ourselves.
+        if client is not None:
+            # A clean disconnect does not fire the last will: say offline ourselves. Not
+            # only once fully connected: a stop between the retained "online" and the
+            # end of the subscription would otherwise leave "online" standing. (If the
+            # connection is not up yet, the publish fails and nothing was said.)
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 await client.publish(self.topics.status, STATUS_OFFLINE, qos=1, retain=True, timeout=2.0)
         if self._runner is not None:
