@@ -1,0 +1,961 @@
+"""The serial session: the board over its serial link, as :class:`~.board.BoardPort` and bursts of updates.
+
+``async with SerialSession(config.serial, checkpoint=text) as session:`` then
+``Agent(config, session, session.updates())``. One task (in the session's ``TaskGroup``)
+runs the whole life of the link, one state at a time:
+
+1. **open** the pyserial URL (:mod:`.serial_link`); failing that, wait (capped, jittered
+   backoff, ``serial.reconnect``) and try again, for ever;
+2. **handshake**: a lone 0x00 (ends any noise on the line), ``HELLO_HOST`` with a random
+   nonce and the command sender's next ``cmd_seq``, repeated every heartbeat period until
+   the ``HELLO`` that echoes the nonce and the ``PROFILE`` after it arrive (within
+   ``serial.heartbeat_timeout_ms``). A board of another protocol major is refused with
+   :func:`isoproto.version.board_version_problem`'s words (logged, and a ``board_refused``
+   agent event once) and left alone for the backoff delay; a ``PROFILE`` that does not
+   hash to ``HELLO.profile_hash`` fails the handshake (``profile_mismatch``). Then
+   :class:`~.model.BoardInfo` goes out, and the sequence trackers start: from the stored
+   checkpoint when it names this boot of this board, from seq 0 when the board rebooted,
+   else at the board's present;
+3. **serve**: every frame from the board goes through the stream decoder; live
+   ``TELEMETRY`` becomes :class:`~.model.Sample`, ``EVENT`` :class:`~.model.BoardEvent`,
+   ``ACK``/``NAK`` settle commands, ``HEARTBEAT`` refines the board clock and reveals gaps
+   at the end of a stream, ``HISTORY`` fills gaps (``historical=True``). Heartbeats go
+   out every ``serial.heartbeat_period_ms``; the command sender's retransmission timer,
+   the history requests and the checkpoint run off the same loop. Nothing valid from the
+   board for ``serial.heartbeat_timeout_ms``, or a read/write error, loses the link:
+   ``LinkDown(reason)``, close, back off, go to 1. A ``HELLO`` the host did not ask for
+   (the board restarted) or a command that failed after every retry (the board still
+   waits for it) makes the session handshake again on the open link.
+
+Commands (:class:`~.board.BoardPort`) go through :class:`isoproto.reliable.CommandSender`:
+each call submits, writes what the sender says, and awaits the outcome; ``FAILED`` and a
+link lost before the reply raise :class:`~.board.BoardUnavailable` with words (the command
+may or may not have run); commands are refused at once while the board is not connected,
+and never wait for a reconnect (a late ``start`` is worse than a refused one).
+
+Lost records (gone from the board's history ring before the host could ask) are counted
+by the trackers and reported as ``records_lost`` agent events (a
+:class:`~.model.SessionNotice` in the stream), with the counts in :attr:`SerialSession.stats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import random
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+from isoproto import PROTOCOL_MAJOR, PROTOCOL_MINOR, codec, codes, framing, named, samples, version
+from isoproto import recipe as wire_recipe
+from isoproto.errors import EncodeError, ProtocolError
+from isoproto.ids import (
+    ABORT,
+    ACK,
+    EVENT,
+    HEARTBEAT,
+    HEARTBEAT_HOST,
+    HELLO,
+    HELLO_HOST,
+    HISTORY,
+    LOAD_RECIPE_CHUNK,
+    NAK,
+    PAUSE,
+    PROFILE,
+    REQUEST_HISTORY,
+    RESET_FAULTS,
+    RESUME,
+    START,
+    STREAM_EVENTS,
+    STREAM_SAMPLES,
+    TELEMETRY,
+)
+from isoproto.reliable import (
+    OUTCOME_ACK,
+    OUTCOME_FAILED,
+    CommandOutcome,
+    CommandSender,
+    SenderBusyError,
+    SequenceTracker,
+)
+
+from .backoff import Backoff
+from .board import BoardUnavailable
+from .board_clock import BoardClock
+from .checkpoint import Checkpoint, StreamPosition
+from .config import SerialSection
+from .model import (
+    BoardEvent,
+    BoardInfo,
+    BoardUpdate,
+    CommandResult,
+    DeviceProfile,
+    LinkDown,
+    Sample,
+    SessionCheckpoint,
+    SessionNotice,
+)
+from .recipe import HoldSegment, Recipe
+from .serial_link import LinkClosed, LinkOpenError, SerialLink
+
+__all__ = ["SerialSession", "SessionStats"]
+
+log = logging.getLogger("isopress.agent.session")
+
+_U32 = 0xFFFF_FFFF
+_BEFORE_ZERO = _U32  # a tracker at "one before seq 0": the next record, 0, is the first of a boot
+_SAMPLES_PER_REQUEST = 64  # 8 HISTORY chunks of 8 samples
+_EVENTS_PER_REQUEST = 40  # 4 chunks of 10 events
+_HISTORY_RETRY_MS = 3000  # a request unanswered this long is asked again
+_BUSY_HOLDOFF_MS = 200  # after a NAK busy, this stream waits before asking again
+
+
+class _LinkLost(Exception):
+    """The link is unusable; the message is the reason (LinkDown.reason)."""
+
+
+class _Refused(Exception):
+    """The board speaks another protocol major (the message is the refusal)."""
+
+
+class _Resync(Exception):
+    """Handshake again on the open link (the board restarted, or a command failed)."""
+
+
+@dataclass(slots=True)
+class SessionStats:
+    """Counters of one session (they survive reconnects and board reboots)."""
+
+    opens: int = 0  # port opened
+    open_failures: int = 0
+    handshakes: int = 0
+    refusals: int = 0
+    link_losses: int = 0
+    resyncs: int = 0
+    frames: int = 0  # good frames from the board
+    undecodable: int = 0  # good CRC, payload not decodable (or of an unknown id)
+    samples_live: int = 0
+    samples_backfilled: int = 0
+    events_live: int = 0
+    events_backfilled: int = 0
+    samples_lost: int = 0
+    events_lost: int = 0
+    history_requests: int = 0
+    commands_failed: int = 0
+
+
+class _Channel:
+    """A bounded channel of bursts: ``put`` waits while it is full (the agent is behind)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: collections.deque[list[BoardUpdate]] = collections.deque()
+        self._maxsize = maxsize
+        self._getter: asyncio.Future[None] | None = None
+        self._putter: asyncio.Future[None] | None = None
+        self._ended = False
+        self._error: BaseException | None = None
+
+    async def put(self, burst: list[BoardUpdate]) -> None:
+        while len(self._items) >= self._maxsize and not self._ended:
+            self._putter = asyncio.get_running_loop().create_future()
+            await self._putter
+        if self._ended:
+            return
+        self._items.append(burst)
+        _wake(self._getter)
+
+    def end(self, error: BaseException | None = None) -> None:
+        self._ended = True
+        self._error = error
+        _wake(self._getter)
+        _wake(self._putter)
+
+    async def get(self) -> list[BoardUpdate] | None:
+        while not self._items:
+            if self._ended:
+                if self._error is not None:
+                    raise self._error
+                return None
+            self._getter = asyncio.get_running_loop().create_future()
+            await self._getter
+        burst = self._items.popleft()
+        _wake(self._putter)
+        return burst
+
+
+def _wake(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _segments(recipe: Recipe) -> list[tuple[int, float, float, float]]:
+    out: list[tuple[int, float, float, float]] = []
+    for seg in recipe.segments:
+        if isinstance(seg, HoldSegment):
+            out.append((codes.SEG_HOLD, 0.0, 0.0, seg.duration_s))
+        else:
+            out.append((codes.SEG_RAMP, seg.target_mpa, seg.rate_mpa_s, 0.0))
+    return out
+
+
+def _profile(values: Sequence[Any]) -> DeviceProfile:
+    names = [f.name for f in dataclasses.fields(DeviceProfile)]
+    return DeviceProfile(**dict(zip(names, values, strict=True)))
+
+
+def _result(outcome: CommandOutcome) -> CommandResult:
+    reply = outcome.reply
+    assert reply is not None
+    if outcome.status == OUTCOME_ACK:
+        return CommandResult(ok=True, result=reply[1], value=reply[2])
+    problems = tuple((int(p[0]), int(p[1])) for p in (reply[4] or ()))
+    return CommandResult(ok=False, result=reply[1], reason=reply[2], detail=reply[3], problems=problems)
+
+
+class SerialSession:
+    """The board over a serial link: a :class:`~.board.BoardPort` and :meth:`updates` (see the module)."""
+
+    def __init__(
+        self,
+        settings: SerialSection,
+        *,
+        checkpoint: str | None = None,
+        checkpoint_interval_s: float = 1.0,
+        max_bursts: int = 64,
+        sender_window: int = 4,
+        max_tries: int = 8,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.stats = SessionStats()
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self._rng = rng or random.Random()
+        self._sender_args = {"window": sender_window, "max_tries": max_tries}
+        self._sender = CommandSender(next_seq=self._rng.randrange(0x10000), **self._sender_args)
+        self._samples = SequenceTracker(
+            STREAM_SAMPLES, max_request=_SAMPLES_PER_REQUEST, retry_ms=_HISTORY_RETRY_MS, max_requests=1
+        )
+        self._events = SequenceTracker(
+            STREAM_EVENTS, max_request=_EVENTS_PER_REQUEST, retry_ms=_HISTORY_RETRY_MS, max_requests=1
+        )
+        self._reported_lost = [0, 0]
+        self._holdoff_ms = [0, 0]
+        self._clock = BoardClock()
+        self._channel = _Channel(max_bursts)
+        self._stored: Checkpoint | None = None
+        if checkpoint:
+            try:
+                self._stored = Checkpoint.from_text(checkpoint)
+            except ValueError as exc:
+                log.warning("%s; the session starts at the board's present", exc)
+        self._link: SerialLink | None = None
+        self._decoder = framing.StreamDecoder()
+        self._info: BoardInfo | None = None
+        self._board_key: tuple[str, int] | None = None  # (board_id, boot_count) of the last handshake
+        self._nonce = 0
+        self._synced = False  # handshake done on the open link: commands may go
+        self._board_up = False  # BoardInfo emitted since the last LinkDown
+        self._down_reason = "not connected yet"
+        self._resync_reason: str | None = None
+        self._waiters: dict[int, asyncio.Future[CommandOutcome]] = {}
+        self._history_asks: dict[int, tuple[int, int, int]] = {}  # cmd_seq -> (stream, from, count)
+        self._last_rx = 0.0
+        self._last_checkpoint_text = ""
+        self._last_checkpoint_at = -1e9
+        self._refusal_reported = ""
+        self._group: asyncio.TaskGroup | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._updates_taken = False
+
+    # -- life cycle --------------------------------------------------------------------
+    async def __aenter__(self) -> SerialSession:
+        self._loop = asyncio.get_running_loop()
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        self._runner = self._group.create_task(self._run(), name="serial-session")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._group is not None and self._runner is not None
+        self._runner.cancel()
+        try:
+            # The caller's own exception propagates as it is; a crash of the session's
+            # task comes out of the group as an ExceptionGroup.
+            await self._group.__aexit__(None, None, None)
+        finally:
+            self._close_link("the session closed")
+            self._channel.end()
+
+    @property
+    def board_connected(self) -> bool:
+        """True while the handshake is done and the link is up."""
+        return self._synced
+
+    @property
+    def board_info(self) -> BoardInfo | None:
+        """What the board said at the last handshake."""
+        return self._info
+
+    @property
+    def sender(self) -> CommandSender:
+        """The command sender (its counters: sent, retransmits, timeouts, RTO)."""
+        return self._sender
+
+    def trackers(self) -> tuple[SequenceTracker, SequenceTracker]:
+        """The sample and event sequence trackers (received, gaps, backfilled, lost)."""
+        return self._samples, self._events
+
+    async def updates(self) -> AsyncIterator[list[BoardUpdate]]:
+        """The bursts of board updates, in board order, until the session closes."""
+        if self._updates_taken:
+            raise RuntimeError("SerialSession.updates() can be iterated once")
+        self._updates_taken = True
+        while True:
+            burst = await self._channel.get()
+            if burst is None:
+                return
+            yield burst
+
+    # -- the link's life ---------------------------------------------------------------
+    async def _run(self) -> None:
+        try:
+            await self._connect_forever()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("the serial session failed")
+            self._channel.end(exc)
+            raise
+
+    async def _connect_forever(self) -> None:
+        r = self.settings.reconnect
+        backoff = Backoff(r.initial_s, r.max_s, r.multiplier, rng=self._rng)
+        while True:
+            link = SerialLink(self.settings.port, baudrate=self.settings.baudrate)
+            try:
+                await link.open()
+            except LinkOpenError as exc:
+                self.stats.open_failures += 1
+                delay = backoff.next_delay_s()
+                self._down_reason = str(exc)
+                log.warning("%s; trying again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            self.stats.opens += 1
+            self._link = link
+            try:
+                reason = await self._use(link, backoff)
+            except BaseException:
+                self._close_link("the session closed")
+                raise
+            self._close_link(reason)
+            delay = backoff.next_delay_s()
+            self._down_reason = reason
+            if self._board_up:
+                self._board_up = False
+                self.stats.link_losses += 1
+                burst: list[BoardUpdate] = [LinkDown(wall_time=_now(), reason=reason)]
+                self._checkpoint_into(burst, asyncio.get_running_loop().time(), force=True)
+                await self._channel.put(burst)
+                log.warning("serial link to the board lost: %s; reconnecting in %.1f s", reason, delay)
+            else:
+                log.warning("no board session on %s: %s; trying again in %.1f s", link.url, reason, delay)
+            await asyncio.sleep(delay)
+
+    async def _use(self, link: SerialLink, backoff: Backoff) -> str:
+        """Handshake and serve until the link is lost; returns the reason."""
+        self._decoder = framing.StreamDecoder()
+        try:
+            link.write(b"\0")
+            leftover = await self._handshake(link)
+            backoff.reset()
+            while True:
+                try:
+                    await self._serve(link, leftover)
+                except _Resync as why:
+                    self.stats.resyncs += 1
+                    log.info("handshaking again: %s", why)
+                    self._synced = False
+                    leftover = await self._handshake(link)
+        except _Refused as refused:
+            self.stats.refusals += 1
+            message = str(refused)
+            log.error("%s", message)
+            await self._notice_once("board_refused", message)
+            return message
+        except _LinkLost as lost:
+            return str(lost)
+        except LinkClosed as closed:
+            return closed.reason
+
+    async def _notice_once(self, kind: str, reason: str) -> None:
+        """An agent event for a problem that repeats at every reconnect: once until a good handshake."""
+        if reason != self._refusal_reported:
+            self._refusal_reported = reason
+            await self._channel.put([SessionNotice(wall_time=_now(), kind=kind, reason=reason)])
+
+    def _close_link(self, reason: str) -> None:
+        """Forget the link: commands waiting fail, asks are forgotten, a new sender numbers on."""
+        self._synced = False
+        link, self._link = self._link, None
+        if link is not None:
+            link.close(reason)
+        old = self._sender
+        old.resync()  # in flight: FAILED, may or may not have run
+        self._settle_outcomes()
+        self._sender = CommandSender(next_seq=old.next_seq, **self._sender_args)
+        self._history_asks.clear()
+        for waiter in self._waiters.values():  # queued, never sent
+            if not waiter.done():
+                waiter.set_exception(
+                    BoardUnavailable(f"the serial link was lost before the command was sent ({reason})")
+                )
+        for tracker in (self._samples, self._events):
+            tracker.restore(tracker.latest, tracker.missing_ranges())  # open asks go
+
+    # -- handshake ---------------------------------------------------------------------
+    async def _handshake(self, link: SerialLink) -> list[bytes]:
+        """HELLO_HOST until HELLO (our nonce) + PROFILE; returns the payloads after PROFILE."""
+        loop = asyncio.get_running_loop()
+        self._synced = False
+        self._resync_reason = None
+        nonce = self._rng.randrange(1, 0x10000)  # 0 marks the board's unsolicited HELLO
+        self._nonce = nonce
+        next_seq = self._sender.resync()  # commands in flight fail: the board may have run them
+        self._settle_outcomes()
+        hello_host = framing.frame(
+            codec.encode(HELLO_HOST, (PROTOCOL_MAJOR, PROTOCOL_MINOR, nonce, next_seq))
+        )
+        start = loop.time()
+        deadline = start + self.settings.heartbeat_timeout_ms / 1000.0
+        period = self.settings.heartbeat_period_ms / 1000.0
+        resend_at = start
+        hello: dict[str, Any] | None = None
+        while True:
+            now = loop.time()
+            if now >= resend_at:
+                link.write(hello_host)
+                resend_at = now + period
+            if now >= deadline:
+                what = "HELLO and PROFILE" if hello is None else "PROFILE after HELLO"
+                raise _LinkLost(
+                    f"no {what} from the board within serial.heartbeat_timeout_ms = "
+                    f"{self.settings.heartbeat_timeout_ms} ms of HELLO_HOST (is the firmware running?)"
+                )
+            data = await link.read(min(deadline, resend_at) - now)
+            if not data:
+                continue
+            payloads = self._decoder.feed(data)
+            arrived = loop.time()
+            for i, payload in enumerate(payloads):
+                self.stats.frames += 1
+                msg_id = payload[0]
+                if msg_id == HELLO:
+                    problem = version.hello_problem(payload)
+                    if problem:
+                        raise _Refused(problem)
+                    try:
+                        _name, fields = named.decode_dict(payload)
+                    except ProtocolError:
+                        self.stats.undecodable += 1
+                        continue
+                    if fields["session_nonce"] == nonce:
+                        hello = fields
+                    elif fields["session_nonce"] == 0:
+                        resend_at = arrived  # the board just booted: it may have missed ours
+                elif msg_id == PROFILE and hello is not None:
+                    try:
+                        _pid, profile_values = codec.decode(payload)
+                    except ProtocolError:
+                        self.stats.undecodable += 1
+                        continue
+                    await self._board_ready(hello, profile_values, arrived)
+                    return payloads[i + 1 :]
+
+    async def _board_ready(self, hello: dict[str, Any], profile_values: tuple[Any, ...], now: float) -> None:
+        computed = wire_recipe.profile_hash(profile_values)
+        if computed != hello["profile_hash"]:
+            reason = (
+                f"profile_mismatch: HELLO says the active profile hashes to {hello['profile_hash']:08x}, "
+                f"the PROFILE received hashes to {computed:08x} (firmware bug or damaged frame)"
+            )
+            await self._notice_once("profile_mismatch", reason)
+            raise _LinkLost(reason)
+        self.stats.handshakes += 1
+        self._refusal_reported = ""
+        info = BoardInfo(
+            firmware_version=hello["firmware"],
+            protocol_major=hello["major"],
+            protocol_minor=hello["minor"],
+            board_id=hello["board_id"],
+            board_kind=hello["board_kind"],
+            profile_hash=hello["profile_hash"],
+            calibration_id=hello["cal_id"],
+            calibration_date=hello["cal_date"],
+            boot_count=hello["boot_count"],
+            reset_cause=hello["reset_cause"],
+            profile=_profile(profile_values),
+            latest_sample_seq=hello["latest_sample_seq"],
+            history_capacity=hello["history_capacity"],
+            telemetry_period_ms=hello["telemetry_period_ms"],
+        )
+        burst: list[BoardUpdate] = []
+        boot_changed = self._start_trackers(info, hello["latest_event_seq"], burst)
+        if boot_changed:
+            self._clock.reset()
+        if not self._board_up or info != self._info:
+            burst.insert(0, info)
+        self._info = info
+        self._board_up = True
+        self._synced = True
+        self._last_rx = now
+        self._report_losses(burst)
+        self._checkpoint_into(burst, now, force=boot_changed)
+        log.info(
+            "board %s (%s, firmware %s, protocol %s) connected on %s: boot %d, newest sample %d",
+            info.board_id,
+            info.board_kind,
+            info.firmware_version,
+            info.protocol_version,
+            self.settings.port,
+            info.boot_count,
+            info.latest_sample_seq,
+        )
+        await self._channel.put(burst)
+
+    def _start_trackers(self, info: BoardInfo, latest_event: int, burst: list[BoardUpdate]) -> bool:
+        """Set the trackers for this handshake; True when this is a new boot for the session."""
+        key = (info.board_id, info.boot_count)
+        latest_sample = info.latest_sample_seq
+        previous, self._board_key = self._board_key, key
+        if previous is None:
+            stored = self._stored
+            self._stored = None
+            if stored is not None and (stored.board_id, stored.boot_count) == key:
+                self._samples.restore(stored.samples.latest, stored.samples.missing)
+                self._events.restore(stored.events.latest, stored.events.missing)
+                log.info(
+                    "resuming boot %d from the stored checkpoint: samples after %d, events after %d",
+                    info.boot_count,
+                    stored.samples.latest,
+                    stored.events.latest,
+                )
+            elif stored is not None and stored.board_id == info.board_id:
+                self._samples.reset(_BEFORE_ZERO)
+                self._events.reset(_BEFORE_ZERO)
+                burst.append(
+                    SessionNotice(
+                        wall_time=_now(),
+                        kind="board_reset",
+                        reason=f"the board rebooted while no agent was connected (boot "
+                        f"{stored.boot_count} -> {info.boot_count}, reset cause: {info.reset_cause_name}); "
+                        f"records of boot {stored.boot_count} after sample {stored.samples.latest} "
+                        "could not be recovered",
+                        detail=info.boot_count,
+                    )
+                )
+            else:
+                self._samples.reset((latest_sample - 1) & _U32)
+                self._events.reset((latest_event - 1) & _U32)
+        elif previous != key:
+            self._report_losses(burst)  # what was still missing of the old boot
+            self._samples.reset(_BEFORE_ZERO)
+            self._events.reset(_BEFORE_ZERO)
+            log.warning("the board rebooted: boot %d -> %d (%s)", previous[1], key[1], info.reset_cause_name)
+        self._note_latest(self._samples, latest_sample)
+        self._note_latest(self._events, latest_event)
+        return previous != key
+
+    def _note_latest(self, tracker: SequenceTracker, seq: int) -> None:
+        # A board without any sample yet says latest_sample_seq 0, as one whose only sample
+        # is 0: only a later seq shows sample 0 missing. (Event 0, the boot event, always exists.)
+        if tracker is self._samples and seq == 0:
+            return
+        tracker.note_latest(seq)
+
+    # -- serving -----------------------------------------------------------------------
+    async def _serve(self, link: SerialLink, leftover: list[bytes]) -> None:
+        loop = asyncio.get_running_loop()
+        period = self.settings.heartbeat_period_ms / 1000.0
+        timeout = self.settings.heartbeat_timeout_ms / 1000.0
+        now = loop.time()
+        next_heartbeat = now + period  # HELLO_HOST counted as one
+        next_checkpoint = now + self.checkpoint_interval_s
+        if leftover:
+            burst = self._on_payloads(leftover, now)
+            if burst:
+                await self._channel.put(burst)
+        while True:
+            now = loop.time()
+            if self._resync_reason is not None:
+                raise _Resync(self._resync_reason)
+            if now >= next_heartbeat:
+                link.write(framing.frame(codec.encode(HEARTBEAT_HOST, (int(now * 1000) & _U32,))))
+                next_heartbeat = max(next_heartbeat + period, now + period / 2)
+            deadline_ms = self._sender.next_deadline()
+            if deadline_ms >= 0 and now * 1000 >= deadline_ms:
+                self._pump(now)
+            if self._sender.needs_resync:
+                raise _Resync("a command got no reply after every retry (the board waits for it)")
+            if now >= next_checkpoint:
+                next_checkpoint = now + self.checkpoint_interval_s
+                self._request_history(now)
+                burst = []
+                self._checkpoint_into(burst, now)
+                if burst:
+                    await self._channel.put(burst)
+            wake = min(next_heartbeat, self._last_rx + timeout, next_checkpoint)
+            deadline_ms = self._sender.next_deadline()
+            if deadline_ms >= 0:
+                wake = min(wake, deadline_ms / 1000.0)
+            data = await link.read(max(0.0, wake - loop.time()))
+            now = loop.time()
+            if data:
+                burst = self._on_bytes(data, now)
+                if burst:
+                    await self._channel.put(burst)
+            if now - self._last_rx >= timeout:
+                raise _LinkLost(
+                    f"nothing from the board for {(now - self._last_rx) * 1000:.0f} ms "
+                    f"(serial.heartbeat_timeout_ms = {self.settings.heartbeat_timeout_ms})"
+                )
+
+    def _on_bytes(self, data: bytes, now: float) -> list[BoardUpdate]:
+        payloads = self._decoder.feed(data)
+        if not payloads:
+            return []
+        return self._on_payloads(payloads, now)
+
+    def _on_payloads(self, payloads: Sequence[bytes], now: float) -> list[BoardUpdate]:
+        self._last_rx = now
+        burst: list[BoardUpdate] = []
+        replies = False
+        for payload in payloads:
+            self.stats.frames += 1
+            msg_id = payload[0]
+            try:
+                if msg_id == TELEMETRY:
+                    self._on_telemetry(payload, now, burst)
+                elif msg_id == EVENT:
+                    self._on_event(payload, now, burst)
+                elif msg_id == HEARTBEAT:
+                    self._on_heartbeat(payload, now)
+                elif msg_id == HISTORY:
+                    self._on_history(payload, now, burst)
+                elif msg_id in (ACK, NAK):
+                    _mid, values = codec.decode(payload)
+                    self._sender.on_reply(msg_id, values, int(now * 1000))
+                    replies = True
+                elif msg_id == HELLO:
+                    self._on_hello(payload)
+                elif msg_id == PROFILE:
+                    self._on_profile(payload, burst)
+                else:
+                    self.stats.undecodable += 1  # a host->board id, or a newer minor's message
+            except (ProtocolError, ValueError) as exc:
+                self.stats.undecodable += 1
+                log.debug("undecodable frame 0x%02x: %s", msg_id, exc)
+        if replies:
+            self._pump(now)
+        self._request_history(now)
+        self._report_losses(burst)
+        self._checkpoint_into(burst, now)
+        return burst
+
+    def _on_telemetry(self, payload: bytes, now: float, burst: list[BoardUpdate]) -> None:
+        v = samples.telemetry_values(payload)
+        if not self._samples.observe(v[0]):
+            return
+        clock = self._clock
+        if not clock.known:
+            clock.observe(v[1], now)
+        self.stats.samples_live += 1
+        burst.append(self._sample(v, clock.wall_time(v[1], now), False))
+
+    def _sample(self, v: tuple[Any, ...], wall: datetime, historical: bool) -> Sample:
+        assert self._board_key is not None
+        return Sample(
+            boot_count=self._board_key[1],
+            seq=v[0],
+            board_ms=v[1],
+            wall_time=wall,
+            pressure_mpa=v[2],
+            setpoint_mpa=v[3],
+            pump_duty=v[4],
+            vent_duty=v[5],
+            faults=v[6],
+            state=v[7],
+            flags=v[8],
+            segment=v[9],
+            run_id=v[10],
+            historical=historical,
+        )
+
+    def _event(self, v: tuple[Any, ...], wall: datetime, historical: bool) -> BoardEvent:
+        assert self._board_key is not None
+        return BoardEvent(
+            boot_count=self._board_key[1],
+            event_seq=v[0],
+            sample_seq=v[1],
+            board_ms=v[2],
+            wall_time=wall,
+            kind=v[3],
+            code=v[4],
+            detail=v[5],
+            value=v[6],
+            historical=historical,
+        )
+
+    def _on_event(self, payload: bytes, now: float, burst: list[BoardUpdate]) -> None:
+        if len(payload) < samples.EVENT_PAYLOAD_SIZE:
+            raise ProtocolError(f"EVENT of {len(payload)} bytes, needs {samples.EVENT_PAYLOAD_SIZE}")
+        v = samples.unpack_event(payload, 1)
+        if not self._events.observe(v[0]):
+            return
+        self.stats.events_live += 1
+        burst.append(self._event(v, self._clock.wall_time(v[2], now), False))
+
+    def _on_heartbeat(self, payload: bytes, now: float) -> None:
+        _mid, (board_ms, _state, latest_sample, latest_event) = codec.decode(payload)
+        self._clock.observe(board_ms, now)
+        self._note_latest(self._samples, latest_sample)
+        self._note_latest(self._events, latest_event)
+
+    def _on_history(self, payload: bytes, now: float, burst: list[BoardUpdate]) -> None:
+        _mid, (stream, first_seq, oldest_seq, last_chunk, bodies) = codec.decode(payload)
+        clock = self._clock
+        if stream == STREAM_SAMPLES:
+            tracker = self._samples
+            for body in bodies:
+                if len(body) < samples.SAMPLE_BODY_SIZE:
+                    raise ProtocolError(f"HISTORY sample body of {len(body)} bytes")
+                v = samples.unpack_sample(body)
+                if tracker.on_backfill(v[0]):
+                    self.stats.samples_backfilled += 1
+                    burst.append(self._sample(v, clock.wall_time(v[1], now), True))
+        elif stream == STREAM_EVENTS:
+            tracker = self._events
+            for body in bodies:
+                if len(body) < samples.EVENT_BODY_SIZE:
+                    raise ProtocolError(f"HISTORY event body of {len(body)} bytes")
+                v = samples.unpack_event(body)
+                if tracker.on_backfill(v[0]):
+                    self.stats.events_backfilled += 1
+                    burst.append(self._event(v, clock.wall_time(v[2], now), True))
+        else:
+            raise ProtocolError(f"HISTORY of unknown stream {stream}")
+        tracker.history_done(first_seq, len(bodies), oldest_seq, bool(last_chunk))
+
+    def _on_hello(self, payload: bytes) -> None:
+        # Never raise here: records of this burst are already counted by the trackers.
+        if version.hello_problem(payload):
+            self._resync_reason = "the board sent a HELLO of another protocol version"
+            return
+        _name, fields = named.decode_dict(payload)
+        if fields["session_nonce"] != self._nonce:  # ours again is an answer to a repeated HELLO_HOST
+            self._resync_reason = "the board sent a HELLO the host did not ask for (it restarted)"
+
+    def _on_profile(self, payload: bytes, burst: list[BoardUpdate]) -> None:
+        _mid, values = codec.decode(payload)
+        info = self._info
+        profile = _profile(values)
+        if info is None or profile == info.profile:
+            return
+        log.info("the board's device profile changed: %s", profile)
+        self._info = dataclasses.replace(info, profile=profile, profile_hash=wire_recipe.profile_hash(values))
+        burst.append(self._info)
+
+    # -- commands ------------------------------------------------------------------------
+    def _pump(self, now: float) -> None:
+        """Write what the sender has to send now, and settle the outcomes it decided."""
+        link = self._link
+        frames = self._sender.poll(int(now * 1000))
+        if link is not None:
+            try:
+                for frame in frames:
+                    link.write(frame)
+            except LinkClosed:
+                pass  # the serve loop's next read reports it
+        self._settle_outcomes()
+
+    def _settle_outcomes(self) -> None:
+        for outcome in self._sender.take_outcomes():
+            ask = self._history_asks.pop(outcome.seq, None)
+            if ask is not None:
+                self._history_outcome(ask, outcome)
+                continue
+            if outcome.status == OUTCOME_FAILED:
+                self.stats.commands_failed += 1
+            waiter = self._waiters.get(outcome.seq)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(outcome)
+
+    async def _command(self, what: str, msg_id: int, values: tuple[Any, ...]) -> CommandOutcome:
+        seq = self._submit(what, msg_id, values)
+        return await self._outcome(what, seq)
+
+    def _submit(self, what: str, msg_id: int, values: tuple[Any, ...]) -> int:
+        if not self._synced or self._link is None:
+            raise BoardUnavailable(f"{what}: the board is not connected ({self._down_reason})")
+        try:
+            seq = self._sender.submit(msg_id, values)
+        except SenderBusyError as exc:
+            raise BoardUnavailable(f"{what}: {exc}") from None
+        except EncodeError as exc:
+            raise BoardUnavailable(f"{what} cannot be sent to the board: {exc}") from None
+        assert self._loop is not None
+        self._waiters[seq] = self._loop.create_future()
+        return seq
+
+    async def _outcome(self, what: str, seq: int) -> CommandOutcome:
+        waiter = self._waiters[seq]
+        assert self._loop is not None
+        self._pump(self._loop.time())
+        try:
+            outcome = await waiter
+        finally:
+            self._waiters.pop(seq, None)
+        if outcome.status == OUTCOME_FAILED:
+            raise BoardUnavailable(
+                f"{what}: no reply from the board ({outcome.reason}); it may or may not have been "
+                "executed, the session handshakes again"
+            )
+        return outcome
+
+    async def load_recipe(self, recipe: Recipe, recipe_id: int) -> CommandResult:
+        """Send the recipe in LOAD_RECIPE_CHUNKs; the first NAK, or the last chunk's ACK."""
+        chunks = wire_recipe.recipe_chunks(_segments(recipe))
+        if chunks and chunks[0][0] != recipe_id:
+            raise BoardUnavailable(
+                f"load_recipe: recipe id {recipe_id:08x} is not the protocol's {chunks[0][0]:08x} "
+                "for these segments"
+            )
+        seqs: list[int] = []
+        try:
+            for chunk in chunks:
+                seqs.append(self._submit("load_recipe", LOAD_RECIPE_CHUNK, tuple(chunk)))
+            result = CommandResult(ok=True)
+            for seq in seqs:
+                result = _result(await self._outcome("load_recipe", seq))
+                if not result.ok:
+                    break
+            return result
+        finally:
+            for seq in seqs:  # chunks not awaited (after a NAK or an error): forget their outcome
+                waiter = self._waiters.pop(seq, None)
+                if waiter is not None and waiter.done() and not waiter.cancelled():
+                    waiter.exception()
+
+    async def start(self, recipe_id: int) -> CommandResult:
+        """START the loaded recipe; the ACK's value is the board's run id."""
+        return _result(await self._command("start", START, (recipe_id,)))
+
+    async def pause(self) -> CommandResult:
+        """PAUSE: hold the current pressure."""
+        return _result(await self._command("pause", PAUSE, ()))
+
+    async def resume(self) -> CommandResult:
+        """RESUME a paused run."""
+        return _result(await self._command("resume", RESUME, ()))
+
+    async def abort(self) -> CommandResult:
+        """ABORT the run (controlled depressurisation)."""
+        return _result(await self._command("abort", ABORT, ()))
+
+    async def reset_faults(self) -> CommandResult:
+        """RESET_FAULTS whose cause is gone."""
+        return _result(await self._command("reset_faults", RESET_FAULTS, ()))
+
+    # -- history -------------------------------------------------------------------------
+    def _request_history(self, now: float) -> None:
+        if not self._synced or self._link is None:
+            return
+        now_ms = int(now * 1000)
+        sent = False
+        for tracker in (self._samples, self._events):
+            if now_ms < self._holdoff_ms[tracker.stream]:
+                continue
+            for stream, from_seq, count in tracker.requests(now_ms):
+                try:
+                    seq = self._sender.submit(REQUEST_HISTORY, (stream, from_seq, count))
+                except SenderBusyError:
+                    tracker.cancel_request(from_seq)
+                    break
+                self._history_asks[seq] = (stream, from_seq, count)
+                self.stats.history_requests += 1
+                sent = True
+        if sent:
+            self._pump(now)
+
+    def _history_outcome(self, ask: tuple[int, int, int], outcome: CommandOutcome) -> None:
+        stream, from_seq, count = ask
+        tracker = self._samples if stream == STREAM_SAMPLES else self._events
+        if outcome.status == OUTCOME_ACK:
+            return  # HISTORY chunks follow
+        if outcome.status == OUTCOME_FAILED:
+            tracker.cancel_request(from_seq)
+            return
+        reason = outcome.reply[2] if outcome.reply is not None else codes.R_NONE
+        if reason == codes.R_HISTORY_UNAVAILABLE:
+            tracker.give_up(from_seq, count)
+            return
+        tracker.cancel_request(from_seq)
+        assert self._loop is not None
+        self._holdoff_ms[stream] = int(self._loop.time() * 1000) + _BUSY_HOLDOFF_MS
+        if reason != codes.R_BUSY:
+            log.warning(
+                "REQUEST_HISTORY(stream %d, from %d, %d) refused: reason %d", stream, from_seq, count, reason
+            )
+
+    def _report_losses(self, burst: list[BoardUpdate]) -> None:
+        for tracker, what in ((self._samples, "samples"), (self._events, "events")):
+            new = tracker.lost - self._reported_lost[tracker.stream]
+            if new <= 0:
+                continue
+            self._reported_lost[tracker.stream] = tracker.lost
+            if tracker is self._samples:
+                self.stats.samples_lost = tracker.lost
+            else:
+                self.stats.events_lost = tracker.lost
+            capacity = self._info.history_capacity if self._info is not None else 0
+            held = (
+                f" (its history keeps the newest {capacity} samples)"
+                if capacity and what == "samples"
+                else ""
+            )
+            reason = (
+                f"{new} {what} lost: the board no longer held them when the host could ask{held}; "
+                f"{tracker.lost} {what} lost in this session"
+            )
+            log.warning("%s", reason)
+            burst.append(SessionNotice(wall_time=_now(), kind="records_lost", reason=reason, detail=new))
+
+    # -- checkpoint ------------------------------------------------------------------------
+    def _checkpoint_into(self, burst: list[BoardUpdate], now: float, *, force: bool = False) -> None:
+        """Append a SessionCheckpoint when it changed and one is due (at most one per interval)."""
+        if self._board_key is None:
+            return
+        if not force and now - self._last_checkpoint_at < self.checkpoint_interval_s:
+            return
+        text = Checkpoint(
+            board_id=self._board_key[0],
+            boot_count=self._board_key[1],
+            samples=StreamPosition(self._samples.latest & _U32, tuple(self._samples.missing_ranges())),
+            events=StreamPosition(self._events.latest & _U32, tuple(self._events.missing_ranges())),
+        ).to_text()
+        if text != self._last_checkpoint_text:
+            self._last_checkpoint_text = text
+            self._last_checkpoint_at = now
+            burst.append(SessionCheckpoint(text))
