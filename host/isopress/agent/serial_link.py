@@ -56,8 +56,14 @@ def check_port_url(url: str) -> str:
     """The problem with ``url`` as a pyserial URL, or "" when pyserial understands it (no port opened)."""
     try:
         port = serial.serial_for_url(url, do_not_open=True)
-    except (ValueError, serial.SerialException) as exc:
-        return f"{url!r} is not a serial port URL pyserial can open: {exc}"
+        parse = getattr(port, "from_url", None)  # URL handlers parse the rest only when opening
+        if parse is not None:
+            parse(url)
+    except Exception as exc:  # pyserial's URL parsers raise what they raise (even KeyError)
+        return (
+            f"{url!r} is not a serial port URL pyserial can open ({exc}); expected a device path "
+            "(/dev/isopress-..., /dev/ttyACM0, /dev/pts/N) or socket://host:port"
+        )
     with contextlib.suppress(Exception):
         port.close()
     return ""

@@ -330,14 +330,13 @@ class SerialSession:
 
     # -- the link's life ---------------------------------------------------------------
     async def _run(self) -> None:
+        # A crash (a bug: every link problem is handled inside) ends updates() with the
+        # error, so the consumer (the agent's dispatch task) fails loudly and names it.
         try:
             await self._connect_forever()
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             log.exception("the serial session failed")
             self._channel.end(exc)
-            raise
 
     async def _connect_forever(self) -> None:
         r = self.settings.reconnect
