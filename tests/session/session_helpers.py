@@ -82,6 +82,12 @@ def contiguous(values: list[int]) -> bool:
     return bool(values) and values == list(range(values[0], values[-1] + 1))
 
 
+def settled(session: SerialSession) -> bool:
+    """Nothing missing in either stream, and every burst taken by the consumer."""
+    samples, events = session.trackers()
+    return samples.missing == 0 and events.missing == 0 and session.queued_bursts == 0
+
+
 async def eventually(check: Callable[[], bool], timeout_s: float = 5.0, what: str = "condition") -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s

@@ -77,6 +77,12 @@ def _state(sub: Subscriber) -> StatePayload | None:
     return StatePayload.model_validate(states[-1]) if states else None
 
 
+def _gaps(sub: Subscriber, up_to: int) -> list[int]:
+    """Boot 1 seqs missing at the subscriber between its first sample and ``up_to``."""
+    got = {s["seq"] for s in sub.samples() if s["boot_count"] == 1}
+    return sorted(set(range(min(got, default=0), up_to + 1)) - got)[:20] if got else [-1]
+
+
 def _log(config: Path) -> str:
     return (config.parent / "agent.log").read_text()[-6000:]
 
@@ -110,7 +116,7 @@ def test_a_run_through_mqtt_survives_an_agent_sigkill_without_losing_a_sample(
                 await eventually(lambda: bool(sub.on("/run/")), 20, f"run summary {_log(config)}")
                 final = peer.sample_seq
                 await eventually(
-                    lambda: max((s["seq"] for s in sub.samples()), default=0) >= final, 10, "caught up"
+                    lambda: _gaps(sub, final) == [], 15, f"every sample up to {final} {_log(config)}"
                 )
                 replies["killed_at"] = killed_at
                 proc.send_signal(signal.SIGTERM)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from board_peer import BoardPeer, executed_names
-from session_helpers import contiguous, event_seqs, eventually, newest, running, seqs, settings
+from session_helpers import contiguous, event_seqs, eventually, newest, running, seqs, settings, settled
 
 from isopress.agent.board import BoardUnavailable
 from isopress.agent.checkpoint import Checkpoint
@@ -132,7 +132,7 @@ def test_a_silent_board_loses_the_link_then_reconnect_and_backfill_lose_nothing(
                 await eventually(lambda: len(seen.infos()) == 2, what="second handshake")
                 latest = peer.sample_seq
                 await eventually(lambda: newest(seen.samples()) >= latest, what="caught up")
-                await eventually(lambda: session.trackers()[0].missing == 0, what="backfill done")
+                await eventually(lambda: settled(session), what="backfill done")
                 got = seqs(seen.samples())
                 assert contiguous(got), [g for g in range(got[0], got[-1]) if g not in set(got)][:10]
                 assert any(s.historical for s in seen.samples()), "the silent part came from history"
@@ -156,7 +156,7 @@ def test_a_dropped_line_is_a_read_error_and_the_session_comes_back() -> None:
                 await eventually(lambda: len(seen.infos()) == 2 and peer.connections == 2, what="reconnect")
                 result = await session.pause()  # a command after the reconnect reaches the board
                 assert not result.ok and result.reason == codes.R_BAD_STATE
-                await eventually(lambda: session.trackers()[0].missing == 0, what="backfill")
+                await eventually(lambda: settled(session), what="backfill")
                 assert contiguous(seqs(seen.samples()))
 
     asyncio.run(body())
@@ -323,7 +323,7 @@ def test_gaps_in_samples_and_events_are_backfilled_from_history_in_order() -> No
                 assert (await session.start(short.recipe_id)).ok
                 await eventually(lambda: peer.sample_seq > now + 100, what="board moves on")
                 await eventually(
-                    lambda: session.trackers()[0].missing == 0 and session.trackers()[1].missing == 0,
+                    lambda: settled(session),
                     what="backfill",
                 )
                 got = seqs(seen.samples())
@@ -376,14 +376,16 @@ def test_records_the_board_no_longer_holds_are_counted_lost_and_reported() -> No
                 peer.script.muted = True
                 await eventually(lambda: peer.sample_seq >= first_missing + 99, what="100 skipped")
                 peer.script.muted = False
-                await eventually(lambda: newest(seen.samples()) >= first_missing + 100, what="live again")
-                await eventually(lambda: session.trackers()[0].missing == 0, 3.0, "gap settled")
+                end = peer.sample_seq + 1  # (a loaded machine may have sampled past first_missing + 99)
+                await eventually(lambda: newest(seen.samples()) >= end, what="live again")
+                await eventually(lambda: settled(session), 3.0, "gap settled")
                 lost = session.stats.samples_lost
                 got = {s.seq for s in seen.samples()}
-                recovered = [q for q in range(first_missing, first_missing + 100) if q in got]
-                assert 50 <= lost <= 100 - len(recovered)  # the ring holds only 40 samples
-                assert lost + len(recovered) == 100
-                assert recovered == list(range(first_missing + 100 - len(recovered), first_missing + 100))
+                recovered = [q for q in range(first_missing, end) if q in got]
+                assert lost + len(recovered) == end - first_missing  # every record of the gap accounted
+                assert lost >= end - first_missing - 40  # the ring holds only 40 samples
+                # (not always one tail: the board may overwrite a record while its reply is paced out)
+                assert recovered and min(recovered) >= end - 40
                 notices = seen.notices("records_lost")
                 assert sum(n.detail for n in notices) == lost
                 assert "samples lost: the board no longer held them" in notices[0].reason
@@ -408,7 +410,7 @@ def test_garbage_and_damaged_frames_on_the_line_are_skipped() -> None:
                     await asyncio.sleep(0.01)
                 peer.inject(bytes(1000) + b"\x99" * 600 + b"\0")  # idle filler, an oversize run
                 await asyncio.sleep(0.5)
-                await eventually(lambda: session.trackers()[0].missing == 0, what="backfill")
+                await eventually(lambda: settled(session), what="backfill")
                 assert seen.downs() == [] and session.board_connected
                 got = seqs(seen.samples())
                 assert contiguous(got) and got[-1] >= peer.sample_seq - 5  # nothing invented, nothing lost
@@ -456,7 +458,7 @@ def test_a_board_reboot_is_detected_and_the_new_boot_followed_from_seq_zero() ->
                 assert info.boot_count == 2 and info.reset_cause == codes.RESET_WATCHDOG
                 assert info.reset_cause_name == "watchdog"
                 await eventually(lambda: len(seen.samples(boot=2)) >= 30, what="boot 2 samples")
-                await eventually(lambda: session.trackers()[0].missing == 0, what="backfill")
+                await eventually(lambda: settled(session), what="backfill")
                 boot2 = seqs(seen.samples(boot=2))
                 assert boot2[0] == 0 and contiguous(boot2)  # from the first sample of the boot
                 await eventually(
@@ -503,11 +505,12 @@ def test_a_restarted_agent_resumes_from_its_checkpoint_and_loses_no_sample() -> 
                 await eventually(lambda: session2.board_connected, what="second agent")
                 latest = peer.sample_seq
                 await eventually(lambda: newest(seen2.samples()) >= latest, what="caught up")
-                await eventually(lambda: session2.trackers()[0].missing == 0, what="backfill")
+                await eventually(lambda: settled(session2), what="backfill")
                 resumed = seen2.samples()
                 assert any(s.historical for s in resumed)
             everything = sorted(set(spooled) | {s.seq for s in resumed})
-            assert everything[0] == min(spooled) and contiguous(everything), "a sample was lost"
+            holes = sorted(set(range(everything[0], everything[-1] + 1)) - set(everything))
+            assert everything[0] == min(spooled) and not holes, f"samples lost: {holes[:20]} ({checkpoint})"
             # the second session asked for nothing before the checkpoint's position
             assert min(s.seq for s in resumed) > stored.samples.latest - 1200
             assert session2.stats.samples_lost == 0
@@ -526,9 +529,7 @@ def test_a_checkpoint_of_an_earlier_boot_starts_the_new_boot_from_zero_and_says_
             session = SerialSession(settings(peer.url), checkpoint=old.to_text())
             async with running(session) as seen:
                 await eventually(lambda: session.board_connected, what="handshake")
-                await eventually(
-                    lambda: session.trackers()[0].missing == 0 and len(seen.events()) >= 2, what="backfill"
-                )
+                await eventually(lambda: settled(session) and len(seen.events()) >= 2, what="backfill")
                 (notice,) = seen.notices("board_reset")
                 assert "boot 4 -> 5" in notice.reason and "after sample 900" in notice.reason
                 assert seqs(seen.samples())[0] == 0 and contiguous(seqs(seen.samples()))

@@ -16,6 +16,8 @@ is a u32 (it wraps after 49.7 days): it is unwrapped against the newest observat
 from __future__ import annotations
 
 import collections
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from isoproto.seqnum import seq32_diff
@@ -28,7 +30,7 @@ _ANCHOR_EVERY_S = 60.0
 class BoardClock:
     """Maps a board's ``board_ms`` to timezone-aware UTC (one board boot; :meth:`reset` on a new one)."""
 
-    def __init__(self, window: int = 32) -> None:
+    def __init__(self, window: int = 32, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._offsets: collections.deque[float] = collections.deque(maxlen=window)
         self._offset_s: float | None = None
         self._last_raw = 0  # newest observed board_ms (u32)
@@ -36,6 +38,7 @@ class BoardClock:
         self._anchor_wall = datetime.now(UTC)
         self._anchor_mono = 0.0
         self._anchored = False
+        self._monotonic = monotonic
         self.observations = 0
 
     @property
@@ -67,12 +70,14 @@ class BoardClock:
         self._offset_s = min(self._offsets)
         self.observations += 1
         if not self._anchored or arrival_mono_s - self._anchor_mono >= _ANCHOR_EVERY_S:
-            self.anchor(arrival_mono_s)
+            self.anchor()
 
-    def anchor(self, mono_s: float, wall: datetime | None = None) -> None:
-        """Pin monotonic ``mono_s`` to wall time ``wall`` (now when None)."""
+    def anchor(self, mono_s: float | None = None, wall: datetime | None = None) -> None:
+        """Pin monotonic ``mono_s`` to wall time ``wall``; by default both read now, back to back."""
+        if mono_s is None or wall is None:
+            mono_s, wall = self._monotonic(), datetime.now(UTC)
         self._anchor_mono = mono_s
-        self._anchor_wall = wall if wall is not None else datetime.now(UTC)
+        self._anchor_wall = wall
         self._anchored = True
 
     def monotonic_of(self, board_ms: int) -> float | None:
@@ -88,5 +93,5 @@ class BoardClock:
         if mono is None:
             mono = fallback_mono_s
         if not self._anchored:
-            self.anchor(fallback_mono_s)
+            self.anchor()
         return self._anchor_wall + timedelta(seconds=mono - self._anchor_mono)

@@ -160,6 +160,9 @@ class _Channel:
         self._ended = False
         self._error: BaseException | None = None
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     async def put(self, burst: list[BoardUpdate]) -> None:
         while len(self._items) >= self._maxsize and not self._ended:
             self._putter = asyncio.get_running_loop().create_future()
@@ -249,7 +252,7 @@ class SerialSession:
         )
         self._reported_lost = [0, 0]
         self._holdoff_ms = [0, 0]
-        self._clock = BoardClock()
+        self._clock = BoardClock()  # its monotonic clock is the event loop's (time.monotonic)
         self._channel = _Channel(max_bursts)
         self._stored: Checkpoint | None = None
         if checkpoint:
@@ -312,6 +315,11 @@ class SerialSession:
     def sender(self) -> CommandSender:
         """The command sender (its counters: sent, retransmits, timeouts, RTO)."""
         return self._sender
+
+    @property
+    def queued_bursts(self) -> int:
+        """Bursts handed out and not yet taken by the consumer of :meth:`updates`."""
+        return len(self._channel)
 
     def trackers(self) -> tuple[SequenceTracker, SequenceTracker]:
         """The sample and event sequence trackers (received, gaps, backfilled, lost)."""
