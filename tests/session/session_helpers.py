@@ -84,8 +84,7 @@ def contiguous(values: list[int]) -> bool:
 
 def settled(session: SerialSession) -> bool:
     """Nothing missing in either stream, and every burst taken by the consumer."""
-    samples, events = session.trackers()
-    return samples.missing == 0 and events.missing == 0 and session.queued_bursts == 0
+    return session.streams.missing == 0 and session.queued_bursts == 0
 
 
 async def eventually(check: Callable[[], bool], timeout_s: float = 5.0, what: str = "condition") -> None:

@@ -33,9 +33,10 @@ link lost before the reply raise :class:`~.board.BoardUnavailable` with words (t
 may or may not have run); commands are refused at once while the board is not connected,
 and never wait for a reconnect (a late ``start`` is worse than a refused one).
 
-Lost records (gone from the board's history ring before the host could ask) are counted
-by the trackers and reported as ``records_lost`` agent events (a
-:class:`~.model.SessionNotice` in the stream), with the counts in :attr:`SerialSession.stats`.
+The two record streams (gaps, history, losses, where tracking starts) are
+:class:`~.board_streams.BoardStreams`. Lost records (gone from the board's history before
+the host could ask) are reported as ``records_lost`` agent events (a
+:class:`~.model.SessionNotice` in the stream), counted in :attr:`SerialSession.stats`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from isoproto import PROTOCOL_MAJOR, PROTOCOL_MINOR, codec, codes, framing, named, samples, version
+from isoproto import PROTOCOL_MAJOR, PROTOCOL_MINOR, codec, codes, framing, named, version
 from isoproto import recipe as wire_recipe
 from isoproto.errors import EncodeError, ProtocolError
 from isoproto.ids import (
@@ -71,32 +72,21 @@ from isoproto.ids import (
     RESET_FAULTS,
     RESUME,
     START,
-    STREAM_EVENTS,
-    STREAM_SAMPLES,
     TELEMETRY,
 )
-from isoproto.reliable import (
-    OUTCOME_ACK,
-    OUTCOME_FAILED,
-    CommandOutcome,
-    CommandSender,
-    SenderBusyError,
-    SequenceTracker,
-)
+from isoproto.reliable import OUTCOME_ACK, OUTCOME_FAILED, CommandOutcome, CommandSender, SenderBusyError
 
 from .backoff import Backoff
 from .board import BoardUnavailable
-from .board_clock import BoardClock
-from .checkpoint import Checkpoint, StreamPosition
+from .board_streams import BoardStreams
+from .checkpoint import Checkpoint
 from .config import SerialSection
 from .model import (
-    BoardEvent,
     BoardInfo,
     BoardUpdate,
     CommandResult,
     DeviceProfile,
     LinkDown,
-    Sample,
     SessionCheckpoint,
     SessionNotice,
 )
@@ -108,11 +98,6 @@ __all__ = ["SerialSession", "SessionStats"]
 log = logging.getLogger("isopress.agent.session")
 
 _U32 = 0xFFFF_FFFF
-_BEFORE_ZERO = _U32  # a tracker at "one before seq 0": the next record, 0, is the first of a boot
-_SAMPLES_PER_REQUEST = 64  # 8 HISTORY chunks of 8 samples
-_EVENTS_PER_REQUEST = 40  # 4 chunks of 10 events
-_HISTORY_RETRY_MS = 3000  # a request unanswered this long is asked again
-_BUSY_HOLDOFF_MS = 200  # after a NAK busy, this stream waits before asking again
 
 
 class _LinkLost(Exception):
@@ -129,7 +114,10 @@ class _Resync(Exception):
 
 @dataclass(slots=True)
 class SessionStats:
-    """Counters of one session (they survive reconnects and board reboots)."""
+    """Counters of one session (they survive reconnects and board reboots).
+
+    The record counts are refreshed from the streams each time :attr:`SerialSession.stats` is read.
+    """
 
     opens: int = 0  # port opened
     open_failures: int = 0
@@ -239,31 +227,22 @@ class SerialSession:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
-        self.stats = SessionStats()
         self.checkpoint_interval_s = checkpoint_interval_s
+        self._stats = SessionStats()
         self._rng = rng or random.Random()
         self._sender_args = {"window": sender_window, "max_tries": max_tries}
         self._sender = CommandSender(next_seq=self._rng.randrange(0x10000), **self._sender_args)
-        self._samples = SequenceTracker(
-            STREAM_SAMPLES, max_request=_SAMPLES_PER_REQUEST, retry_ms=_HISTORY_RETRY_MS, max_requests=1
-        )
-        self._events = SequenceTracker(
-            STREAM_EVENTS, max_request=_EVENTS_PER_REQUEST, retry_ms=_HISTORY_RETRY_MS, max_requests=1
-        )
-        self._reported_lost = [0, 0]
-        self._holdoff_ms = [0, 0]
-        self._clock = BoardClock()  # its monotonic clock is the event loop's (time.monotonic)
-        self._channel = _Channel(max_bursts)
-        self._stored: Checkpoint | None = None
+        stored: Checkpoint | None = None
         if checkpoint:
             try:
-                self._stored = Checkpoint.from_text(checkpoint)
+                stored = Checkpoint.from_text(checkpoint)
             except ValueError as exc:
                 log.warning("%s; the session starts at the board's present", exc)
+        self._streams = BoardStreams(stored)
+        self._channel = _Channel(max_bursts)
         self._link: SerialLink | None = None
         self._decoder = framing.StreamDecoder()
         self._info: BoardInfo | None = None
-        self._board_key: tuple[str, int] | None = None  # (board_id, boot_count) of the last handshake
         self._nonce = 0
         self._synced = False  # handshake done on the open link: commands may go
         self._board_up = False  # BoardInfo emitted since the last LinkDown
@@ -274,7 +253,7 @@ class SerialSession:
         self._last_rx = 0.0
         self._last_checkpoint_text = ""
         self._last_checkpoint_at = -1e9
-        self._refusal_reported = ""
+        self._reported = ""  # the last refusal reported as an agent event
         self._group: asyncio.TaskGroup | None = None
         self._runner: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -294,8 +273,7 @@ class SerialSession:
         assert self._group is not None and self._runner is not None
         self._runner.cancel()
         try:
-            # The caller's own exception propagates as it is; a crash of the session's
-            # task comes out of the group as an ExceptionGroup.
+            # The caller's own exception propagates as it is (the runner never raises).
             await self._group.__aexit__(None, None, None)
         finally:
             self._close_link("the session closed")
@@ -312,18 +290,29 @@ class SerialSession:
         return self._info
 
     @property
+    def stats(self) -> SessionStats:
+        """The session's counters (link, frames, records, commands)."""
+        counts, samples, events = self._streams.counts, self._streams.samples, self._streams.events
+        stats = self._stats
+        stats.samples_live, stats.samples_backfilled = counts.samples_live, counts.samples_backfilled
+        stats.events_live, stats.events_backfilled = counts.events_live, counts.events_backfilled
+        stats.samples_lost, stats.events_lost = samples.lost, events.lost
+        return stats
+
+    @property
     def sender(self) -> CommandSender:
         """The command sender (its counters: sent, retransmits, timeouts, RTO)."""
         return self._sender
 
     @property
+    def streams(self) -> BoardStreams:
+        """The sample and event streams (their trackers: received, gaps, backfilled, lost)."""
+        return self._streams
+
+    @property
     def queued_bursts(self) -> int:
         """Bursts handed out and not yet taken by the consumer of :meth:`updates`."""
         return len(self._channel)
-
-    def trackers(self) -> tuple[SequenceTracker, SequenceTracker]:
-        """The sample and event sequence trackers (received, gaps, backfilled, lost)."""
-        return self._samples, self._events
 
     async def updates(self) -> AsyncIterator[list[BoardUpdate]]:
         """The bursts of board updates, in board order, until the session closes."""
@@ -354,13 +343,13 @@ class SerialSession:
             try:
                 await link.open()
             except LinkOpenError as exc:
-                self.stats.open_failures += 1
+                self._stats.open_failures += 1
                 delay = backoff.next_delay_s()
                 self._down_reason = str(exc)
                 log.warning("%s; trying again in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            self.stats.opens += 1
+            self._stats.opens += 1
             self._link = link
             try:
                 reason = await self._use(link, backoff)
@@ -372,7 +361,7 @@ class SerialSession:
             self._down_reason = reason
             if self._board_up:
                 self._board_up = False
-                self.stats.link_losses += 1
+                self._stats.link_losses += 1
                 burst: list[BoardUpdate] = [LinkDown(wall_time=_now(), reason=reason)]
                 self._checkpoint_into(burst, asyncio.get_running_loop().time(), force=True)
                 await self._channel.put(burst)
@@ -386,18 +375,17 @@ class SerialSession:
         self._decoder = framing.StreamDecoder()
         try:
             link.write(b"\0")
-            leftover = await self._handshake(link)
+            leftover = await self._handshake(link, "a new link")
             backoff.reset()
             while True:
                 try:
                     await self._serve(link, leftover)
                 except _Resync as why:
-                    self.stats.resyncs += 1
+                    self._stats.resyncs += 1
                     log.info("handshaking again: %s", why)
-                    self._synced = False
-                    leftover = await self._handshake(link)
+                    leftover = await self._handshake(link, str(why))
         except _Refused as refused:
-            self.stats.refusals += 1
+            self._stats.refusals += 1
             message = str(refused)
             log.error("%s", message)
             await self._notice_once("board_refused", message)
@@ -408,20 +396,20 @@ class SerialSession:
             return closed.reason
 
     async def _notice_once(self, kind: str, reason: str) -> None:
-        """An agent event for a problem that repeats at every reconnect: once until a good handshake."""
-        if reason != self._refusal_reported:
-            self._refusal_reported = reason
+        """An agent event for a refusal that repeats at every reconnect: once until a good handshake."""
+        if reason != self._reported:
+            self._reported = reason
             await self._channel.put([SessionNotice(wall_time=_now(), kind=kind, reason=reason)])
 
     def _close_link(self, reason: str) -> None:
-        """Forget the link: commands waiting fail, asks are forgotten, a new sender numbers on."""
+        """Forget the link: waiting commands fail (in words), a new sender numbers on."""
         self._synced = False
         link, self._link = self._link, None
         if link is not None:
             link.close(reason)
         old = self._sender
         old.resync()  # in flight: FAILED, may or may not have run
-        self._settle_outcomes()
+        self._settle_outcomes(lost=f"the serial link was lost before the board answered ({reason})")
         self._sender = CommandSender(next_seq=old.next_seq, **self._sender_args)
         self._history_asks.clear()
         for waiter in self._waiters.values():  # queued, never sent
@@ -429,11 +417,9 @@ class SerialSession:
                 waiter.set_exception(
                     BoardUnavailable(f"the serial link was lost before the command was sent ({reason})")
                 )
-        for tracker in (self._samples, self._events):
-            tracker.restore(tracker.latest, tracker.missing_ranges())  # open asks go
 
     # -- handshake ---------------------------------------------------------------------
-    async def _handshake(self, link: SerialLink) -> list[bytes]:
+    async def _handshake(self, link: SerialLink, why: str) -> list[bytes]:
         """HELLO_HOST until HELLO (our nonce) + PROFILE; returns the payloads after PROFILE."""
         loop = asyncio.get_running_loop()
         self._synced = False
@@ -441,7 +427,7 @@ class SerialSession:
         nonce = self._rng.randrange(1, 0x10000)  # 0 marks the board's unsolicited HELLO
         self._nonce = nonce
         next_seq = self._sender.resync()  # commands in flight fail: the board may have run them
-        self._settle_outcomes()
+        self._settle_outcomes(lost=f"the session handshakes again ({why}) before the board answered")
         hello_host = framing.frame(
             codec.encode(HELLO_HOST, (PROTOCOL_MAJOR, PROTOCOL_MINOR, nonce, next_seq))
         )
@@ -467,7 +453,7 @@ class SerialSession:
             payloads = self._decoder.feed(data)
             arrived = loop.time()
             for i, payload in enumerate(payloads):
-                self.stats.frames += 1
+                self._stats.frames += 1
                 msg_id = payload[0]
                 if msg_id == HELLO:
                     problem = version.hello_problem(payload)
@@ -476,7 +462,7 @@ class SerialSession:
                     try:
                         _name, fields = named.decode_dict(payload)
                     except ProtocolError:
-                        self.stats.undecodable += 1
+                        self._stats.undecodable += 1
                         continue
                     if fields["session_nonce"] == nonce:
                         hello = fields
@@ -486,10 +472,11 @@ class SerialSession:
                     try:
                         _pid, profile_values = codec.decode(payload)
                     except ProtocolError:
-                        self.stats.undecodable += 1
+                        self._stats.undecodable += 1
                         continue
                     await self._board_ready(hello, profile_values, arrived)
                     return payloads[i + 1 :]
+                # anything else before the answer is dropped: a gap the trackers will see
 
     async def _board_ready(self, hello: dict[str, Any], profile_values: tuple[Any, ...], now: float) -> None:
         computed = wire_recipe.profile_hash(profile_values)
@@ -500,8 +487,8 @@ class SerialSession:
             )
             await self._notice_once("profile_mismatch", reason)
             raise _LinkLost(reason)
-        self.stats.handshakes += 1
-        self._refusal_reported = ""
+        self._stats.handshakes += 1
+        self._reported = ""
         info = BoardInfo(
             firmware_version=hello["firmware"],
             protocol_major=hello["major"],
@@ -519,17 +506,28 @@ class SerialSession:
             telemetry_period_ms=hello["telemetry_period_ms"],
         )
         burst: list[BoardUpdate] = []
-        boot_changed = self._start_trackers(info, hello["latest_event_seq"], burst)
-        if boot_changed:
-            self._clock.reset()
+        first = not self._streams.started
+        new_boot = self._streams.start(
+            board_id=info.board_id,
+            boot_count=info.boot_count,
+            reset_cause_name=info.reset_cause_name,
+            latest_sample=info.latest_sample_seq,
+            latest_event=hello["latest_event_seq"],
+            history_capacity=info.history_capacity,
+            out=burst,
+        )
+        if new_boot and not first:
+            log.warning(
+                "the board rebooted: boot %d (reset cause %s)", info.boot_count, info.reset_cause_name
+            )
         if not self._board_up or info != self._info:
             burst.insert(0, info)
         self._info = info
         self._board_up = True
         self._synced = True
         self._last_rx = now
-        self._report_losses(burst)
-        self._checkpoint_into(burst, now, force=boot_changed)
+        self._streams.report_losses(burst)
+        self._checkpoint_into(burst, now, force=new_boot)
         log.info(
             "board %s (%s, firmware %s, protocol %s) connected on %s: boot %d, newest sample %d",
             info.board_id,
@@ -541,56 +539,6 @@ class SerialSession:
             info.latest_sample_seq,
         )
         await self._channel.put(burst)
-
-    def _start_trackers(self, info: BoardInfo, latest_event: int, burst: list[BoardUpdate]) -> bool:
-        """Set the trackers for this handshake; True when this is a new boot for the session."""
-        key = (info.board_id, info.boot_count)
-        latest_sample = info.latest_sample_seq
-        previous, self._board_key = self._board_key, key
-        if previous is None:
-            stored = self._stored
-            self._stored = None
-            if stored is not None and (stored.board_id, stored.boot_count) == key:
-                self._samples.restore(stored.samples.latest, stored.samples.missing)
-                self._events.restore(stored.events.latest, stored.events.missing)
-                log.info(
-                    "resuming boot %d from the stored checkpoint: samples after %d, events after %d",
-                    info.boot_count,
-                    stored.samples.latest,
-                    stored.events.latest,
-                )
-            elif stored is not None and stored.board_id == info.board_id:
-                self._samples.reset(_BEFORE_ZERO)
-                self._events.reset(_BEFORE_ZERO)
-                burst.append(
-                    SessionNotice(
-                        wall_time=_now(),
-                        kind="board_reset",
-                        reason=f"the board rebooted while no agent was connected (boot "
-                        f"{stored.boot_count} -> {info.boot_count}, reset cause: {info.reset_cause_name}); "
-                        f"records of boot {stored.boot_count} after sample {stored.samples.latest} "
-                        "could not be recovered",
-                        detail=info.boot_count,
-                    )
-                )
-            else:
-                self._samples.reset((latest_sample - 1) & _U32)
-                self._events.reset((latest_event - 1) & _U32)
-        elif previous != key:
-            self._report_losses(burst)  # what was still missing of the old boot
-            self._samples.reset(_BEFORE_ZERO)
-            self._events.reset(_BEFORE_ZERO)
-            log.warning("the board rebooted: boot %d -> %d (%s)", previous[1], key[1], info.reset_cause_name)
-        self._note_latest(self._samples, latest_sample)
-        self._note_latest(self._events, latest_event)
-        return previous != key
-
-    def _note_latest(self, tracker: SequenceTracker, seq: int) -> None:
-        # A board without any sample yet says latest_sample_seq 0, as one whose only sample
-        # is 0: only a later seq shows sample 0 missing. (Event 0, the boot event, always exists.)
-        if tracker is self._samples and seq == 0:
-            return
-        tracker.note_latest(seq)
 
     # -- serving -----------------------------------------------------------------------
     async def _serve(self, link: SerialLink, leftover: list[bytes]) -> None:
@@ -616,7 +564,7 @@ class SerialSession:
                 self._pump(now)
             if self._sender.needs_resync:
                 raise _Resync("a command got no reply after every retry (the board waits for it)")
-            if now >= next_checkpoint:
+            if now >= next_checkpoint:  # also the history retry timer when nothing arrives
                 next_checkpoint = now + self.checkpoint_interval_s
                 self._request_history(now)
                 burst = []
@@ -630,37 +578,37 @@ class SerialSession:
             data = await link.read(max(0.0, wake - loop.time()))
             now = loop.time()
             if data:
-                burst = self._on_bytes(data, now)
-                if burst:
-                    await self._channel.put(burst)
+                payloads = self._decoder.feed(data)
+                if payloads:
+                    burst = self._on_payloads(payloads, now)
+                    if burst:
+                        await self._channel.put(burst)
             if now - self._last_rx >= timeout:
                 raise _LinkLost(
                     f"nothing from the board for {(now - self._last_rx) * 1000:.0f} ms "
                     f"(serial.heartbeat_timeout_ms = {self.settings.heartbeat_timeout_ms})"
                 )
 
-    def _on_bytes(self, data: bytes, now: float) -> list[BoardUpdate]:
-        payloads = self._decoder.feed(data)
-        if not payloads:
-            return []
-        return self._on_payloads(payloads, now)
-
     def _on_payloads(self, payloads: Sequence[bytes], now: float) -> list[BoardUpdate]:
+        """Every frame decoded at once -> one burst (records in board order, then notices)."""
+        # Nothing in here may raise past a record already counted by a tracker: that record
+        # would be lost. Undecodable frames are counted and skipped.
         self._last_rx = now
+        streams = self._streams
         burst: list[BoardUpdate] = []
         replies = False
         for payload in payloads:
-            self.stats.frames += 1
+            self._stats.frames += 1
             msg_id = payload[0]
             try:
                 if msg_id == TELEMETRY:
-                    self._on_telemetry(payload, now, burst)
+                    streams.on_telemetry(payload, now, burst)
                 elif msg_id == EVENT:
-                    self._on_event(payload, now, burst)
+                    streams.on_event(payload, now, burst)
                 elif msg_id == HEARTBEAT:
-                    self._on_heartbeat(payload, now)
+                    streams.on_heartbeat(payload, now)
                 elif msg_id == HISTORY:
-                    self._on_history(payload, now, burst)
+                    streams.on_history(payload, now, burst)
                 elif msg_id in (ACK, NAK):
                     _mid, values = codec.decode(payload)
                     self._sender.on_reply(msg_id, values, int(now * 1000))
@@ -670,108 +618,23 @@ class SerialSession:
                 elif msg_id == PROFILE:
                     self._on_profile(payload, burst)
                 else:
-                    self.stats.undecodable += 1  # a host->board id, or a newer minor's message
+                    self._stats.undecodable += 1  # a host->board id, or a newer minor's message
             except (ProtocolError, ValueError) as exc:
-                self.stats.undecodable += 1
+                self._stats.undecodable += 1
                 log.debug("undecodable frame 0x%02x: %s", msg_id, exc)
         if replies:
             self._pump(now)
         self._request_history(now)
-        self._report_losses(burst)
+        streams.report_losses(burst)
         self._checkpoint_into(burst, now)
         return burst
 
-    def _on_telemetry(self, payload: bytes, now: float, burst: list[BoardUpdate]) -> None:
-        v = samples.telemetry_values(payload)
-        if not self._samples.observe(v[0]):
-            return
-        clock = self._clock
-        if not clock.known:
-            clock.observe(v[1], now)
-        self.stats.samples_live += 1
-        burst.append(self._sample(v, clock.wall_time(v[1], now), False))
-
-    def _sample(self, v: tuple[Any, ...], wall: datetime, historical: bool) -> Sample:
-        assert self._board_key is not None
-        return Sample(
-            boot_count=self._board_key[1],
-            seq=v[0],
-            board_ms=v[1],
-            wall_time=wall,
-            pressure_mpa=v[2],
-            setpoint_mpa=v[3],
-            pump_duty=v[4],
-            vent_duty=v[5],
-            faults=v[6],
-            state=v[7],
-            flags=v[8],
-            segment=v[9],
-            run_id=v[10],
-            historical=historical,
-        )
-
-    def _event(self, v: tuple[Any, ...], wall: datetime, historical: bool) -> BoardEvent:
-        assert self._board_key is not None
-        return BoardEvent(
-            boot_count=self._board_key[1],
-            event_seq=v[0],
-            sample_seq=v[1],
-            board_ms=v[2],
-            wall_time=wall,
-            kind=v[3],
-            code=v[4],
-            detail=v[5],
-            value=v[6],
-            historical=historical,
-        )
-
-    def _on_event(self, payload: bytes, now: float, burst: list[BoardUpdate]) -> None:
-        if len(payload) < samples.EVENT_PAYLOAD_SIZE:
-            raise ProtocolError(f"EVENT of {len(payload)} bytes, needs {samples.EVENT_PAYLOAD_SIZE}")
-        v = samples.unpack_event(payload, 1)
-        if not self._events.observe(v[0]):
-            return
-        self.stats.events_live += 1
-        burst.append(self._event(v, self._clock.wall_time(v[2], now), False))
-
-    def _on_heartbeat(self, payload: bytes, now: float) -> None:
-        _mid, (board_ms, _state, latest_sample, latest_event) = codec.decode(payload)
-        self._clock.observe(board_ms, now)
-        self._note_latest(self._samples, latest_sample)
-        self._note_latest(self._events, latest_event)
-
-    def _on_history(self, payload: bytes, now: float, burst: list[BoardUpdate]) -> None:
-        _mid, (stream, first_seq, oldest_seq, last_chunk, bodies) = codec.decode(payload)
-        clock = self._clock
-        if stream == STREAM_SAMPLES:
-            tracker = self._samples
-            for body in bodies:
-                if len(body) < samples.SAMPLE_BODY_SIZE:
-                    raise ProtocolError(f"HISTORY sample body of {len(body)} bytes")
-                v = samples.unpack_sample(body)
-                if tracker.on_backfill(v[0]):
-                    self.stats.samples_backfilled += 1
-                    burst.append(self._sample(v, clock.wall_time(v[1], now), True))
-        elif stream == STREAM_EVENTS:
-            tracker = self._events
-            for body in bodies:
-                if len(body) < samples.EVENT_BODY_SIZE:
-                    raise ProtocolError(f"HISTORY event body of {len(body)} bytes")
-                v = samples.unpack_event(body)
-                if tracker.on_backfill(v[0]):
-                    self.stats.events_backfilled += 1
-                    burst.append(self._event(v, clock.wall_time(v[2], now), True))
-        else:
-            raise ProtocolError(f"HISTORY of unknown stream {stream}")
-        tracker.history_done(first_seq, len(bodies), oldest_seq, bool(last_chunk))
-
     def _on_hello(self, payload: bytes) -> None:
-        # Never raise here: records of this burst are already counted by the trackers.
         if version.hello_problem(payload):
             self._resync_reason = "the board sent a HELLO of another protocol version"
             return
         _name, fields = named.decode_dict(payload)
-        if fields["session_nonce"] != self._nonce:  # ours again is an answer to a repeated HELLO_HOST
+        if fields["session_nonce"] != self._nonce:  # ours again answers a repeated HELLO_HOST
             self._resync_reason = "the board sent a HELLO the host did not ask for (it restarted)"
 
     def _on_profile(self, payload: bytes, burst: list[BoardUpdate]) -> None:
@@ -797,16 +660,26 @@ class SerialSession:
                 pass  # the serve loop's next read reports it
         self._settle_outcomes()
 
-    def _settle_outcomes(self) -> None:
+    def _settle_outcomes(self, *, lost: str = "") -> None:
+        """Hand each decided outcome to its waiter (or the history request it was).
+
+        ``lost``: the words for commands failed because the link went or restarted.
+        """
         for outcome in self._sender.take_outcomes():
             ask = self._history_asks.pop(outcome.seq, None)
             if ask is not None:
                 self._history_outcome(ask, outcome)
                 continue
             if outcome.status == OUTCOME_FAILED:
-                self.stats.commands_failed += 1
+                self._stats.commands_failed += 1
             waiter = self._waiters.get(outcome.seq)
-            if waiter is not None and not waiter.done():
+            if waiter is None or waiter.done():
+                continue
+            if outcome.status == OUTCOME_FAILED and lost:
+                waiter.set_exception(
+                    BoardUnavailable(f"{lost}; the command may or may not have been executed")
+                )
+            else:
                 waiter.set_result(outcome)
 
     async def _command(self, what: str, msg_id: int, values: tuple[Any, ...]) -> CommandOutcome:
@@ -832,6 +705,8 @@ class SerialSession:
         self._pump(self._loop.time())
         try:
             outcome = await waiter
+        except BoardUnavailable as exc:
+            raise BoardUnavailable(f"{what}: {exc}") from None
         finally:
             self._waiters.pop(seq, None)
         if outcome.status == OUTCOME_FAILED:
@@ -889,79 +764,43 @@ class SerialSession:
     def _request_history(self, now: float) -> None:
         if not self._synced or self._link is None:
             return
-        now_ms = int(now * 1000)
         sent = False
-        for tracker in (self._samples, self._events):
-            if now_ms < self._holdoff_ms[tracker.stream]:
+        for stream, from_seq, count in self._streams.requests(int(now * 1000)):
+            try:
+                seq = self._sender.submit(REQUEST_HISTORY, (stream, from_seq, count))
+            except SenderBusyError:
+                self._streams.request_failed(stream, from_seq)
                 continue
-            for stream, from_seq, count in tracker.requests(now_ms):
-                try:
-                    seq = self._sender.submit(REQUEST_HISTORY, (stream, from_seq, count))
-                except SenderBusyError:
-                    tracker.cancel_request(from_seq)
-                    break
-                self._history_asks[seq] = (stream, from_seq, count)
-                self.stats.history_requests += 1
-                sent = True
+            self._history_asks[seq] = (stream, from_seq, count)
+            self._stats.history_requests += 1
+            sent = True
         if sent:
             self._pump(now)
 
     def _history_outcome(self, ask: tuple[int, int, int], outcome: CommandOutcome) -> None:
         stream, from_seq, count = ask
-        tracker = self._samples if stream == STREAM_SAMPLES else self._events
         if outcome.status == OUTCOME_ACK:
             return  # HISTORY chunks follow
-        if outcome.status == OUTCOME_FAILED:
-            tracker.cancel_request(from_seq)
+        if outcome.status == OUTCOME_FAILED or outcome.reply is None:
+            self._streams.request_failed(stream, from_seq)
             return
-        reason = outcome.reply[2] if outcome.reply is not None else codes.R_NONE
-        if reason == codes.R_HISTORY_UNAVAILABLE:
-            tracker.give_up(from_seq, count)
-            return
-        tracker.cancel_request(from_seq)
+        reason = outcome.reply[2]
         assert self._loop is not None
-        self._holdoff_ms[stream] = int(self._loop.time() * 1000) + _BUSY_HOLDOFF_MS
-        if reason != codes.R_BUSY:
+        self._streams.request_refused(stream, from_seq, count, reason, int(self._loop.time() * 1000))
+        if reason not in (codes.R_BUSY, codes.R_HISTORY_UNAVAILABLE):
             log.warning(
                 "REQUEST_HISTORY(stream %d, from %d, %d) refused: reason %d", stream, from_seq, count, reason
             )
 
-    def _report_losses(self, burst: list[BoardUpdate]) -> None:
-        for tracker, what in ((self._samples, "samples"), (self._events, "events")):
-            new = tracker.lost - self._reported_lost[tracker.stream]
-            if new <= 0:
-                continue
-            self._reported_lost[tracker.stream] = tracker.lost
-            if tracker is self._samples:
-                self.stats.samples_lost = tracker.lost
-            else:
-                self.stats.events_lost = tracker.lost
-            capacity = self._info.history_capacity if self._info is not None else 0
-            held = (
-                f" (its history keeps the newest {capacity} samples)"
-                if capacity and what == "samples"
-                else ""
-            )
-            reason = (
-                f"{new} {what} lost: the board no longer held them when the host could ask{held}; "
-                f"{tracker.lost} {what} lost in this session"
-            )
-            log.warning("%s", reason)
-            burst.append(SessionNotice(wall_time=_now(), kind="records_lost", reason=reason, detail=new))
-
     # -- checkpoint ------------------------------------------------------------------------
     def _checkpoint_into(self, burst: list[BoardUpdate], now: float, *, force: bool = False) -> None:
         """Append a SessionCheckpoint when it changed and one is due (at most one per interval)."""
-        if self._board_key is None:
-            return
         if not force and now - self._last_checkpoint_at < self.checkpoint_interval_s:
             return
-        text = Checkpoint(
-            board_id=self._board_key[0],
-            boot_count=self._board_key[1],
-            samples=StreamPosition(self._samples.latest & _U32, tuple(self._samples.missing_ranges())),
-            events=StreamPosition(self._events.latest & _U32, tuple(self._events.missing_ranges())),
-        ).to_text()
+        position = self._streams.position()
+        if position is None:
+            return
+        text = position.to_text()
         if text != self._last_checkpoint_text:
             self._last_checkpoint_text = text
             self._last_checkpoint_at = now
