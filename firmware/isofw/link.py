@@ -6,28 +6,33 @@
 #   write(buf, off, n) -> written    non-blocking; may take part of it, or nothing
 #
 # Everything is preallocated: a 128-byte receive buffer, the frame decoder's 252 bytes,
-# the writer's payload and frame buffers, the command receiver's reply ring and a
-# 1024-byte transmit FIFO. Frames go out whole and in order: a frame the stream took only
+# a payload and a frame buffer (252 + 254), the command receiver's reply ring (8 x 254)
+# and a 1024-byte transmit FIFO. Frames go out whole and in order: a frame the stream took only
 # part of is finished (from the FIFO) before any other byte is written. Live data
 # (TELEMETRY, EVENT), heartbeats and history chunks are only built when the FIFO is
 # empty, so a full stream never blocks the control loop: their cursors wait and retry
 # on the next tick. Replies, HELLO and PROFILE are queued in the FIFO; an inbound frame is
 # only taken while the FIFO has room for two more frames, so a reply is never lost.
+#
+# The board's messages are packed here with struct and the commands decoded here (the
+# generic codec, FrameWriter and their tables would cost the board ~20 KB of heap); a
+# dual test checks every one of them against isoproto.codec.
 
 import struct
-import sys
 
-from isoproto import PROTOCOL_MAJOR, PROTOCOL_MINOR, codec, framing
-from isoproto.errors import DecodeError, ProtocolError, UnknownMessageError
-from isoproto.framing import frame_into
-from isoproto.history import HISTORY_HEADER_SIZE
+from isoproto import PROTOCOL_MAJOR, PROTOCOL_MINOR
+from isoproto.framing import FrameDecoder, frame_into
 from isoproto.ids import (
     ABORT,
+    ACK,
+    EVENT,
+    HEARTBEAT,
     HEARTBEAT_HOST,
     HELLO,
     HELLO_HOST,
     HISTORY,
     LOAD_RECIPE_CHUNK,
+    NAK,
     PAUSE,
     PROFILE,
     REQUEST_HISTORY,
@@ -38,12 +43,11 @@ from isoproto.ids import (
     START,
     STREAM_EVENTS,
     STREAM_SAMPLES,
+    TELEMETRY,
     is_command,
 )
 from isoproto.receiver import DUPLICATE, EXECUTE, CommandReceiver, command_seq
 from isoproto.seqnum import seq32_diff
-from isoproto.version import host_version_problem
-from isoproto.writer import FrameWriter
 
 try:
     from micropython import const
@@ -57,10 +61,13 @@ _RX_READS_PER_TICK = const(4)  # at most 512 bytes taken in per tick (51 KB/s at
 _RESERVE = const(508)  # FIFO room an inbound frame needs: its reply (or HELLO) + PROFILE
 HEARTBEAT_MS = const(250)
 HISTORY_SLOTS = const(2)  # REQUEST_HISTORY replies kept open at once; a third is NAKed busy
+_HISTORY_HEADER = const(13)  # msg id, stream, first_seq, oldest_seq, last_chunk, count, size
 _SAMPLES_PER_CHUNK = const(8)  # (250 - 13) // 27
 _EVENTS_PER_CHUNK = const(10)  # (250 - 13) // 22
+_MAX_PAYLOAD = const(250)
+_MAX_PROBLEMS = const(121)  # (250 - 8) // 2
 
-# codes (isoproto.codes), inlined: the link needs six of them
+# codes (isoproto.codes), inlined: the link needs eight of them
 _RESULT_OK = const(0)
 _RESULT_REJECTED = const(1)
 _RESULT_ERROR = const(2)
@@ -70,18 +77,56 @@ _R_MALFORMED = const(2)
 _R_VALUE_OUT_OF_RANGE = const(16)
 _R_BUSY = const(22)
 
-_MICROPYTHON = sys.implementation.name == "micropython"
+_MALFORMED = (_RESULT_ERROR, _R_MALFORMED, 0, ())
+_UNKNOWN = (_RESULT_ERROR, _R_UNKNOWN_COMMAND, 0, ())
 
 
-def _forget_catalog() -> None:
-    # The codec imports the full catalog (~21 KB) to name the field of a decode error.
-    # On the board that memory is given back at once; the host keeps its catalog.
-    if _MICROPYTHON:
-        sys.modules.pop("isoproto.catalog", None)
-        import isoproto
+def _text(p, o: int, n: int):
+    """(str, next offset) of the str8 at p[o:], or None when it overruns n or is not UTF-8."""
+    if o >= n or o + 1 + p[o] > n:
+        return None
+    try:
+        return (bytes(p[o + 1 : o + 1 + p[o]]).decode("utf-8"), o + 1 + p[o])
+    except ValueError:  # UnicodeError on both runtimes
+        return None
 
-        if hasattr(isoproto, "catalog"):
-            delattr(isoproto, "catalog")
+
+def decode_command(p, n: int):
+    """The values of command payload p[0:n] after cmd_seq, as the core's methods take
+    them; None when the payload is too short or a string is not UTF-8; () for an id this
+    board does not know. Bytes after the last field are ignored (a newer minor's).
+
+    The board's own decoder for the nine commands of protocol 1.0 (the generic codec and
+    its tables cost ~20 KB of the board's heap); a dual test checks it against
+    isoproto.codec for every command.
+    """
+    msg_id = p[0]
+    if n < 3:
+        return None
+    if msg_id == PAUSE or msg_id == RESUME or msg_id == ABORT or msg_id == RESET_FAULTS:
+        return (None,)
+    if msg_id == START:
+        return struct.unpack_from("<I", p, 3) if n >= 7 else None
+    if msg_id == LOAD_RECIPE_CHUNK:
+        if n < 10 or 10 + 13 * p[9] > n:
+            return None
+        segments = []
+        for i in range(p[9]):
+            segments.append(struct.unpack_from("<Bfff", p, 10 + 13 * i))
+        return (struct.unpack_from("<I", p, 3)[0], p[7], p[8], segments)
+    if msg_id == SET_PROFILE:
+        return struct.unpack_from("<ffffffIB", p, 3) if n >= 32 else None
+    if msg_id == SET_CALIBRATION:
+        cal_id = _text(p, 3, n)
+        if cal_id is None:
+            return None
+        cal_date = _text(p, cal_id[1], n)
+        if cal_date is None or cal_date[1] + 16 > n:
+            return None
+        return (cal_id[0], cal_date[0]) + struct.unpack_from("<ffff", p, cal_date[1])
+    if msg_id == REQUEST_HISTORY:
+        return (p[3], struct.unpack_from("<I", p, 4)[0], p[8] | (p[9] << 8)) if n >= 10 else None
+    return ()
 
 
 class Link:
@@ -115,9 +160,10 @@ class Link:
             max_behind_events = core.events.capacity - 1
         self.max_behind_samples = max_behind_samples
         self.max_behind_events = max_behind_events
-        self.decoder = framing.FrameDecoder()
-        self.writer = FrameWriter()
+        self.decoder = FrameDecoder()
         self.receiver = CommandReceiver()
+        self._payload = bytearray(_MAX_PAYLOAD + 2)  # + the 2 bytes frame_into puts the CRC in
+        self._frame = bytearray(254)
         self._rx = bytearray(RX_BYTES)
         self._rx_pos = 0
         self._rx_len = 0
@@ -158,8 +204,8 @@ class Link:
         self.history_busy = 0
         self._tx[0] = 0  # a lone delimiter: noise before it cannot spoil HELLO
         self._tx_tail = 1
-        self._emit_hello(0)
-        self._emit_profile()
+        self._send_hello(0)
+        self._send_profile()
         self._flush()
 
     # -- the tick --------------------------------------------------------------------
@@ -171,13 +217,17 @@ class Link:
             return  # the stream is full: everything else waits for the next tick
         if now_ms >= self._next_beat_ms:
             core = self.core
-            n = self.writer.heartbeat(
+            struct.pack_into(
+                "<BIBII",
+                self._payload,
+                0,
+                HEARTBEAT,
                 now_ms & _U32,
                 core.state,
                 core.sample_seq if core.sample_seq >= 0 else 0,
                 self._latest_event(),
             )
-            if self._emit(self.writer.frame, 0, n, False):
+            if self._send(14, False):
                 self._next_beat_ms = now_ms + self.heartbeat_ms
         budget = self._live_events(self.live_frames_per_tick)
         caught_up = self._live_samples(budget)
@@ -250,42 +300,78 @@ class Link:
             return True
         return False
 
+    def _send(self, payload_len: int, must: bool) -> bool:
+        """Frame self._payload[0:payload_len] and send it."""
+        n = frame_into(self._frame, 0, self._payload, payload_len)
+        return self._emit(self._frame, 0, n, must)
+
     def _latest_event(self) -> int:
         latest = self.core.events.latest_seq()
         return latest if latest >= 0 else 0
 
-    def _emit_hello(self, nonce: int) -> None:
+    def _send_hello(self, nonce: int) -> None:
         info = self.core.hello_info()
-        values = (
-            PROTOCOL_MAJOR,
-            PROTOCOL_MINOR,
-            info["firmware_version"],
-            info["board_id"],
-            info["board_kind"],
-            info["profile_hash"],
-            info["cal_id"],
-            info["cal_date"],
-            info["boot_count"],
+        p = self._payload
+        p[0] = HELLO
+        p[1] = PROTOCOL_MAJOR
+        p[2] = PROTOCOL_MINOR
+        o = 3
+        for key in ("firmware_version", "board_id", "board_kind"):
+            o = self._put_text(o, info[key])
+        if o < 0 or o + 4 > _MAX_PAYLOAD:
+            self.encode_errors += 1
+            return
+        struct.pack_into("<I", p, o, info["profile_hash"] & _U32)
+        o = self._put_text(o + 4, info["cal_id"])
+        o = self._put_text(o, info["cal_date"])
+        if o < 0 or o + 21 > _MAX_PAYLOAD:
+            self.encode_errors += 1
+            return
+        struct.pack_into(
+            "<IBIHHHI",
+            p,
+            o,
+            info["boot_count"] & _U32,
             info["reset_cause"],
-            info["latest_sample_seq"],
+            info["latest_sample_seq"] & _U32,
             info["history_capacity"],
             info["telemetry_period_ms"],
             nonce,
             self._latest_event(),
         )
-        self._emit_message(HELLO, values)
+        self._send(o + 21, True)
 
-    def _emit_profile(self) -> None:
-        self._emit_message(PROFILE, self.core.profile.values())
+    def _put_text(self, o: int, text: str) -> int:
+        """str8 at payload[o:]; the offset after it, or -1 when it does not fit."""
+        if o < 0:
+            return -1
+        raw = text.encode("utf-8")
+        n = len(raw)
+        if n > 255 or o + 1 + n > _MAX_PAYLOAD:
+            return -1
+        p = self._payload
+        p[o] = n
+        for i in range(n):
+            p[o + 1 + i] = raw[i]
+        return o + 1 + n
 
-    def _emit_message(self, msg_id: int, values: tuple) -> None:
-        try:
-            n = self.writer.message(msg_id, values)
-        except ProtocolError:  # a value the catalog refuses: count it, keep the loop running
-            self.encode_errors += 1
-            _forget_catalog()
-            return
-        self._emit(self.writer.frame, 0, n, True)
+    def _send_profile(self) -> None:
+        pr = self.core.profile
+        struct.pack_into(
+            "<BffffffIB",
+            self._payload,
+            0,
+            PROFILE,
+            pr.max_working_mpa,
+            pr.trip_mpa,
+            pr.max_ramp_up_mpa_s,
+            pr.max_ramp_down_mpa_s,
+            pr.max_hold_s,
+            pr.margin_mpa,
+            pr.host_lost_timeout_ms,
+            pr.host_lost_policy,
+        )
+        self._send(30, True)
 
     # -- receive ---------------------------------------------------------------------
     def _receive(self, now_ms: int) -> None:
@@ -343,7 +429,9 @@ class Link:
         if n < 3:
             self.bad_frames += 1
             return
-        if host_version_problem(p[1], p[2]):
+        # The major decides, as isoproto.version.host_version_problem does (inlined: the
+        # module and its words cost the board 2 KB).
+        if p[1] != PROTOCOL_MAJOR:
             # Another major: answer who we are (the host words the refusal) and take no
             # commands until a host of our major handshakes.
             self.version_refusals += 1
@@ -358,38 +446,46 @@ class Link:
             self._h_count = 0  # the previous session's backfill is nobody's now
             self.handshakes += 1
         self.core.host_heartbeat_seen(now_ms)
-        self._emit_hello(nonce)
-        self._emit_profile()
+        self._send_hello(nonce)
+        self._send_profile()
 
     # -- commands --------------------------------------------------------------------
     def _execute(self, seq: int, p, n: int) -> None:
         msg_id = p[0]
-        try:
-            values = codec.decode(p, n)[1]
-        except UnknownMessageError:
-            result = (_RESULT_ERROR, _R_UNKNOWN_COMMAND, 0, ())
-        except DecodeError:
-            _forget_catalog()
-            result = (_RESULT_ERROR, _R_MALFORMED, 0, ())
+        values = decode_command(p, n)
+        if values is None:
+            result = _MALFORMED
+        elif not values:
+            result = _UNKNOWN
         else:
             try:
                 result = self._call(msg_id, values)
             except (TypeError, ValueError, OverflowError, IndexError, KeyError):
-                result = (_RESULT_ERROR, _R_MALFORMED, 0, ())
-        w = self.writer
+                result = _MALFORMED
+        payload = self._payload
         if result[0] == _RESULT_OK:
-            length = w.ack(seq, _RESULT_OK, result[2] & _U32)
+            struct.pack_into("<BHBI", payload, 0, ACK, seq, _RESULT_OK, result[2] & _U32)
+            length = 8
         else:
-            length = w.nak(seq, result[0], result[1], result[2] & 0xFFFF, result[3])
-        self.receiver.executed(seq, w.frame, length)
-        self._emit(w.frame, 0, length, True)
+            problems = result[3]
+            count = len(problems)
+            if count > _MAX_PROBLEMS:
+                count = _MAX_PROBLEMS
+            struct.pack_into("<BHBBHB", payload, 0, NAK, seq, result[0], result[1], result[2] & 0xFFFF, count)
+            for i in range(count):
+                payload[8 + 2 * i] = problems[i][0] & 0xFF
+                payload[9 + 2 * i] = problems[i][1] & 0xFF
+            length = 8 + 2 * count
+        n = frame_into(self._frame, 0, payload, length)
+        self.receiver.executed(seq, self._frame, n)
+        self._emit(self._frame, 0, n, True)
         if msg_id == SET_PROFILE and result[0] == _RESULT_OK:
-            self._emit_profile()
+            self._send_profile()
 
     def _call(self, msg_id: int, v: tuple) -> tuple:
         core = self.core
         if msg_id == START:
-            return core.start(v[1])
+            return core.start(v[0])
         if msg_id == PAUSE:
             return core.pause()
         if msg_id == RESUME:
@@ -399,14 +495,12 @@ class Link:
         if msg_id == RESET_FAULTS:
             return core.reset_faults()
         if msg_id == LOAD_RECIPE_CHUNK:
-            return core.load_recipe_chunk(v[1], v[2], v[3], v[4])
+            return core.load_recipe_chunk(v[0], v[1], v[2], v[3])
         if msg_id == SET_PROFILE:
-            return core.set_device_profile(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8])
+            return core.set_device_profile(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7])
         if msg_id == SET_CALIBRATION:
-            return core.set_calibration(v[1], v[2], v[3], v[4], v[5], v[6])
-        if msg_id == REQUEST_HISTORY:
-            return self._request_history(v[1], v[2], v[3])
-        return (_RESULT_ERROR, _R_UNKNOWN_COMMAND, 0, ())  # in the catalog, not on this board
+            return core.set_calibration(v[0], v[1], v[2], v[3], v[4], v[5])
+        return self._request_history(v[0], v[1], v[2])  # REQUEST_HISTORY
 
     # -- history ---------------------------------------------------------------------
     def _ring(self, stream: int):
@@ -459,8 +553,8 @@ class Link:
         per = _SAMPLES_PER_CHUNK if stream == STREAM_SAMPLES else _EVENTS_PER_CHUNK
         k = left if left < per else per
         size = ring.record_size
-        payload = self.writer.payload
-        o = HISTORY_HEADER_SIZE
+        payload = self._payload
+        o = _HISTORY_HEADER
         if k:
             slot = ring.slot_of(seq)
             per_page = ring.per_page
@@ -477,8 +571,7 @@ class Link:
                     slot = 0
         last = k == left
         struct.pack_into("<BBIIBBB", payload, 0, HISTORY, stream, seq, oldest, 1 if last else 0, k, size)
-        n = frame_into(self.writer.frame, 0, payload, o)
-        if not self._emit(self.writer.frame, 0, n, False):
+        if not self._send(o, False):
             return False
         self.history_chunks += 1
         if last:
@@ -490,6 +583,19 @@ class Link:
         return True
 
     # -- live data -------------------------------------------------------------------
+    def _send_record(self, msg_id: int, ring, seq: int) -> bool:
+        """TELEMETRY or EVENT: the msg id and ring's stored body of record seq."""
+        slot = ring.slot_of(seq)
+        per_page = ring.per_page
+        size = ring.record_size
+        page = ring.pages[slot // per_page]
+        at = (slot % per_page) * size
+        p = self._payload
+        p[0] = msg_id
+        for j in range(size):
+            p[1 + j] = page[at + j]
+        return self._send(1 + size, False)
+
     def _live_events(self, budget: int) -> int:
         ring = self.core.events
         latest = ring.latest_seq()
@@ -502,12 +608,8 @@ class Link:
         if waiting > self.max_behind_events or ring.slot_of(nxt) < 0:
             self.skipped_events += waiting - 1
             nxt = latest
-        w = self.writer
-        per_page = ring.per_page
         while budget > 0 and seq32_diff(latest, nxt) >= 0:
-            slot = ring.slot_of(nxt)
-            n = w.event_from(ring.pages[slot // per_page], (slot % per_page) * ring.record_size)
-            if not self._emit(w.frame, 0, n, False):
+            if not self._send_record(EVENT, ring, nxt):
                 break
             self.events_sent += 1
             nxt = (nxt + 1) & _U32
@@ -528,12 +630,8 @@ class Link:
         if waiting > self.max_behind_samples or ring.slot_of(nxt) < 0:
             self.skipped_samples += waiting - 1
             nxt = latest
-        w = self.writer
-        per_page = ring.per_page
         while budget > 0 and seq32_diff(latest, nxt) >= 0:
-            slot = ring.slot_of(nxt)
-            n = w.telemetry_from(ring.pages[slot // per_page], (slot % per_page) * ring.record_size)
-            if not self._emit(w.frame, 0, n, False):
+            if not self._send_record(TELEMETRY, ring, nxt):
                 break
             self.samples_sent += 1
             nxt = (nxt + 1) & _U32

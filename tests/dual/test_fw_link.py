@@ -8,7 +8,7 @@ import sys
 from board import SimBoard, config_with, read_config
 from isofw.app import boot
 from isofw.core import Inputs
-from isofw.link import Link
+from isofw.link import Link, decode_command
 from isofw.recipe import hold, ramp, recipe_id
 from isoproto import codec, codes, framing
 from isoproto.ids import (
@@ -399,8 +399,49 @@ def test_malformed_and_unknown_commands_are_naked_and_still_sequenced():
         (ACK, 3, codes.RESULT_OK, 0),
     ]
     assert replies[1][2] == replies[3][2]
-    if _MICROPYTHON:
-        assert "isoproto.catalog" not in sys.modules  # the error's words cost no heap for good
+
+
+def test_the_links_command_decoder_agrees_with_the_codec_on_every_command():
+    commands = [
+        (LOAD_RECIPE_CHUNK, (7, 0xDEADBEEF, 20, 18, [(1, 250.5, 1.25, 0.0), (2, 0.0, 0.0, 300.0)])),
+        (LOAD_RECIPE_CHUNK, (8, 1, 1, 0, [])),
+        (START, (9, 0x12345678)),
+        (PAUSE, (10,)),
+        (RESUME, (11,)),
+        (ABORT, (12,)),
+        (RESET_FAULTS, (13,)),
+        (SET_PROFILE, (14, 400.0, 420.0, 2.0, 1.0, 7200.0, 10.0, 10000, 1)),
+        (SET_CALIBRATION, (15, "cal-\u00e9", "2026-11-25", 600.0, 150.0, -0.5, 1.01)),
+        (REQUEST_HISTORY, (16, 1, 0xFFFFFFF0, 500)),
+    ]
+    for msg_id, values in commands:
+        payload = codec.encode(msg_id, values)
+        want = codec.decode(payload)[1][1:]
+        got = decode_command(payload, len(payload))
+        assert got, (msg_id, got)  # not None (malformed), not () (unknown)
+        if want:  # (the four commands without arguments decode as (None,))
+            assert len(got) == len(want), (msg_id, got)
+        for k in range(len(want)):
+            a = got[k]
+            b = want[k]
+            if isinstance(b, list):
+                assert [tuple(x) for x in a] == [tuple(x) for x in b], msg_id
+            else:
+                assert a == b, (msg_id, a, b)
+        # a newer minor's trailing bytes are ignored, like the codec does
+        longer = payload + b"\x01\x02"
+        assert decode_command(longer, len(longer)) == got
+        # every truncation the codec refuses is refused, and only those
+        for n in range(1, len(payload)):
+            try:
+                codec.decode(payload, n)
+                codec_ok = True
+            except Exception:
+                codec_ok = False
+            assert (decode_command(payload, n) is not None) == codec_ok, (msg_id, n)
+    bad_utf8 = bytes([SET_CALIBRATION, 1, 0, 2, 0xC3, 0x28, 0]) + bytes(16)
+    assert decode_command(bad_utf8, len(bad_utf8)) is None
+    assert decode_command(bytes([0x55, 1, 0]), 3) == ()  # unknown: () not None
 
 
 def test_non_command_frames_that_do_not_decode_or_are_unknown_are_counted_and_ignored():
