@@ -7,7 +7,7 @@
 #
 # Everything is preallocated: a 128-byte receive buffer, the frame decoder's 252 bytes,
 # a payload and a frame buffer (252 + 254), the command receiver's reply ring (8 x 254)
-# and a 1024-byte transmit FIFO. Frames go out whole and in order: a frame the stream took only
+# and a 512-byte transmit FIFO. Frames go out whole and in order: a frame the stream took only
 # part of is finished (from the FIFO) before any other byte is written. Live data
 # (TELEMETRY, EVENT), heartbeats and history chunks are only built when the FIFO is
 # empty, so a full stream never blocks the control loop: their cursors wait and retry
@@ -55,10 +55,10 @@ except ImportError:  # CPython: const() is only a hint to MicroPython's compiler
     const = lambda x: x
 
 _U32 = const(0xFFFFFFFF)
-TX_BYTES = const(1024)  # transmit FIFO: four whole frames of the largest size
+TX_BYTES = const(512)  # transmit FIFO: two whole frames of the largest size
 RX_BYTES = const(128)  # one read from the stream
 _RX_READS_PER_TICK = const(4)  # at most 512 bytes taken in per tick (51 KB/s at 100 Hz)
-_RESERVE = const(508)  # FIFO room an inbound frame needs: its reply (or HELLO) + PROFILE
+_RESERVE = const(288)  # FIFO room an inbound frame needs: its reply (or HELLO) + PROFILE
 HEARTBEAT_MS = const(250)
 HISTORY_SLOTS = const(2)  # REQUEST_HISTORY replies kept open at once; a third is NAKed busy
 _HISTORY_HEADER = const(13)  # msg id, stream, first_seq, oldest_seq, last_chunk, count, size
@@ -110,9 +110,9 @@ def decode_command(p, n: int):
     if msg_id == LOAD_RECIPE_CHUNK:
         if n < 10 or 10 + 13 * p[9] > n:
             return None
-        segments = []
+        segments = [None] * p[9]  # one allocation: the board's heap is fragmented
         for i in range(p[9]):
-            segments.append(struct.unpack_from("<Bfff", p, 10 + 13 * i))
+            segments[i] = struct.unpack_from("<Bfff", p, 10 + 13 * i)
         return (struct.unpack_from("<I", p, 3)[0], p[7], p[8], segments)
     if msg_id == SET_PROFILE:
         return struct.unpack_from("<ffffffIB", p, 3) if n >= 32 else None
@@ -176,6 +176,8 @@ class Link:
         oldest = core.events.oldest_seq()
         self._next_event = oldest if oldest >= 0 else 0
         self._next_beat_ms = 0
+        self._budget = 0  # live frames left this tick (_live)
+        self._skipped = 0
         # open history replies, a ring of HISTORY_SLOTS: stream, next seq, records left
         self._h_stream = [0] * HISTORY_SLOTS
         self._h_next = [0] * HISTORY_SLOTS
@@ -597,47 +599,46 @@ class Link:
         return self._send(1 + size, False)
 
     def _live_events(self, budget: int) -> int:
-        ring = self.core.events
-        latest = ring.latest_seq()
-        if latest < 0:
-            return budget
-        nxt = self._next_event
-        waiting = seq32_diff(latest, nxt) + 1
-        if waiting <= 0:
-            return budget
-        if waiting > self.max_behind_events or ring.slot_of(nxt) < 0:
-            self.skipped_events += waiting - 1
-            nxt = latest
-        while budget > 0 and seq32_diff(latest, nxt) >= 0:
-            if not self._send_record(EVENT, ring, nxt):
-                break
-            self.events_sent += 1
-            nxt = (nxt + 1) & _U32
-            budget -= 1
-        self._next_event = nxt
-        return budget
+        """Send new events; the budget left."""
+        self._budget = budget
+        self._next_event = self._live(EVENT, self.core.events, self._next_event, self.max_behind_events)
+        self.events_sent += budget - self._budget
+        self.skipped_events += self._skipped
+        return self._budget
 
     def _live_samples(self, budget: int) -> bool:
         """Send new samples; True when every sample held has gone out."""
         ring = self.core.history
+        self._budget = budget
+        nxt = self._live(TELEMETRY, ring, self._next_sample, self.max_behind_samples)
+        self._next_sample = nxt
+        self.samples_sent += budget - self._budget
+        self.skipped_samples += self._skipped
         latest = ring.latest_seq()
-        nxt = self._next_sample
+        return latest < 0 or seq32_diff(latest, nxt) < 0
+
+    def _live(self, msg_id: int, ring, nxt: int, max_behind: int) -> int:
+        """Send ring's records from nxt on, at most self._budget of them (which it lowers);
+        the next cursor. A cursor more than max_behind behind jumps to the newest record
+        (self._skipped: how many it jumped over). Returns ints only: nothing allocated."""
+        self._skipped = 0
+        latest = ring.latest_seq()
         if latest < 0:
-            return True
+            return nxt
         waiting = seq32_diff(latest, nxt) + 1
         if waiting <= 0:
-            return True
-        if waiting > self.max_behind_samples or ring.slot_of(nxt) < 0:
-            self.skipped_samples += waiting - 1
+            return nxt
+        if waiting > max_behind or ring.slot_of(nxt) < 0:
+            self._skipped = waiting - 1
             nxt = latest
+        budget = self._budget
         while budget > 0 and seq32_diff(latest, nxt) >= 0:
-            if not self._send_record(TELEMETRY, ring, nxt):
+            if not self._send_record(msg_id, ring, nxt):
                 break
-            self.samples_sent += 1
             nxt = (nxt + 1) & _U32
             budget -= 1
-        self._next_sample = nxt
-        return seq32_diff(latest, nxt) < 0
+        self._budget = budget
+        return nxt
 
     # -- for tests and the virtual board's summary -------------------------------------
     def counters(self) -> dict:

@@ -269,6 +269,19 @@ def test_hello_host_of_another_major_is_answered_but_commands_stay_dropped():
 # -- commands -----------------------------------------------------------------------
 
 
+def test_the_board_computes_recipe_ids_and_profile_hashes_as_the_protocol_does():
+    from isoproto import recipe as proto_recipe
+
+    for segments in (CYCLE, [ramp(250.0, 1.0), hold(300.0), ramp(0.0, 0.5)], [hold(1.0)]):
+        assert recipe_id(segments) == proto_recipe.recipe_id(segments)
+    rig = Rig()
+    assert rig.core.profile.profile_hash() == proto_recipe.profile_hash(rig.core.profile.values())
+    hello, profile = rig.host.take()
+    assert hello[1][5] == proto_recipe.profile_hash(profile[1])  # what a host checks
+
+
+
+
 def test_every_command_verb_is_executed_and_answered_as_the_core_returns_it():
     rig = Rig()
     host = rig.host

@@ -62,6 +62,7 @@ class RealtimeBoard(SimBoard):
         self.late_us_max = 0  # how late a tick started after the one before it ran long
         self.plant_us_max = 0  # the plant's share of a tick (10 virtual ms of it)
         self.stopped_by = ""
+        self.heap_free_min = -1  # the smallest free heap after the loop's collections
 
     def reset_cause(self) -> int:
         return self._cause
@@ -107,8 +108,15 @@ class RealtimeBoard(SimBoard):
         self._due_us = due
         self._tick_started_us = started
         if self.end_ms > 0 and self._now_ms >= self.end_ms:
+            self.stopped_by = "run_s"
             self.keep_running = False
         return missed
+
+    def observer(self, now_ms: int, core):
+        SimBoard.observer(self, now_ms, core)
+        free = core.heap_free_after_gc
+        if free >= 0 and (free < self.heap_free_min or self.heap_free_min < 0):
+            self.heap_free_min = free
 
     def _measure(self, spent_us: int):
         hist = self.loop_hist
@@ -135,16 +143,21 @@ class RealtimeBoard(SimBoard):
         return self.link
 
     def summary(self, core) -> dict:
+        link = self.link
+        counters = link.counters() if link is not None else None  # type: ignore[attr-defined]
+        # The run is over: give the history ring's 30 KB back, or the summary's own words
+        # and JSON do not fit the 180 KB heap (the loop's free heap is heap_free_min).
+        self.link = None
+        core.history.pages = []
         out = SimBoard.summary(self, core)
         out["realtime"] = True
         out["boot_count"] = self._boots
         out["reset_cause"] = self._cause
         out["late_us_max"] = self.late_us_max
         out["plant_us_max"] = self.plant_us_max
-        out["stopped_by"] = self.stopped_by
-        link = self.link
-        if link is not None:
-            out["link"] = link.counters()  # type: ignore[attr-defined]
+        out["stopped_by"] = self.stopped_by or "SIGINT"  # (main.py caught it elsewhere)
+        out["heap_free_min"] = self.heap_free_min
+        out["link"] = counters
         return out
 
 
