@@ -60,5 +60,4 @@ def test_the_firmware_with_its_link_runs_a_recipe_in_180_kb() -> None:
     assert summary is not None, vb.log_text()
     assert summary["faults"] == 0 and summary["state"] == "running"
     assert summary["link"]["commands_executed"] == 9 and summary["link"]["history_chunks"] == 8
-    print("heap_free_min", summary["heap_free_min"], "heap_used", summary["heap_used"])
     assert summary["heap_free_min"] >= MIN_FREE_AFTER_GC, summary["heap_free_min"]
