@@ -12,6 +12,8 @@ core = boot(b)
 link = board.attach_link(b, core)
 try:
     run(b, core, link, b.observer)
+except KeyboardInterrupt:  # Ctrl-C at a REPL, SIGINT from the virtual board's launcher
+    b.keep_running = False
 finally:
     # Whatever ended the loop (on a board: an exception), leave the press safe; on a
     # board the watchdog, no longer fed, then resets it.

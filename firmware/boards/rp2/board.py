@@ -267,5 +267,20 @@ def make() -> Rp2Board:
 
 
 def attach_link(board, core):
-    """The serial link slots in here (Firmware v1 integration step); none yet."""
-    return None
+    """The serial link on the board's stdio (USB CDC). From here on the port carries only
+    frames: Ctrl-C no longer interrupts (a 0x03 inside a frame would stop the loop), and
+    nothing may print (the board's layer prints nothing after boot)."""
+    import select
+    import sys
+
+    from isofw.link import Link
+    from isofw.streams import PolledStream
+
+    rx_poll = select.poll()
+    rx_poll.register(sys.stdin, select.POLLIN)
+    tx_poll = select.poll()
+    tx_poll.register(sys.stdout, select.POLLOUT)
+    micropython.kbd_intr(-1)
+    link = Link(core, PolledStream(sys.stdin.buffer, sys.stdout.buffer, rx_poll, tx_poll))
+    board.link = link
+    return link

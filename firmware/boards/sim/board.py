@@ -534,6 +534,10 @@ def read_config(path: str = CONFIG_PATH):
 
 def make() -> SimBoard:
     args = sys.argv[1:]
+    if "--realtime" in args:  # real time, the real link on a pseudo-terminal: realtime.py
+        from realtime import make_realtime
+
+        return make_realtime(args)
     opts = {"sim_s": 10.0, "seed": 1, "print_every_s": 0.0}
     config_path = CONFIG_PATH
     script_path = ""
@@ -555,8 +559,11 @@ def make() -> SimBoard:
     return board
 
 
-def attach_link(board, core) -> ScriptedHost:
-    """The virtual board's stand-in link: main.py calls this after boot."""
+def attach_link(board, core):
+    """The virtual board's link: main.py calls this after boot. In real time the real
+    serial link (realtime.py); in virtual time the scripted stand-in."""
+    if getattr(board, "realtime", False):
+        return board.attach_link(core)
     host = ScriptedHost(board, core, getattr(board, "script", DEMO_SCRIPT))
     board.link = host
     return host
