@@ -280,8 +280,6 @@ def test_the_board_computes_recipe_ids_and_profile_hashes_as_the_protocol_does()
     assert hello[1][5] == proto_recipe.profile_hash(profile[1])  # what a host checks
 
 
-
-
 def test_every_command_verb_is_executed_and_answered_as_the_core_returns_it():
     rig = Rig()
     host = rig.host

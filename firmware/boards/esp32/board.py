@@ -98,6 +98,8 @@ class Esp32Board:
         self._closure = Pin(pins["closure_locked"], Pin.IN, Pin.PULL_DOWN)
         self._estop = Pin(pins["estop_ok"], Pin.IN, Pin.PULL_DOWN)
         self._glovebox = Pin(pins["glovebox_ok"], Pin.IN, Pin.PULL_DOWN)
+        # Maintenance input (optional): a jumper or button to ground, read once at boot.
+        self._maintenance = Pin(pins["maintenance"], Pin.IN, Pin.PULL_UP) if "maintenance" in pins else None
         self._adc = ADC(Pin(pins["transducer_adc"]), atten=ADC.ATTN_11DB)
         self._adc2 = (
             ADC(Pin(pins["transducer2_adc"]), atten=ADC.ATTN_11DB) if "transducer2_adc" in pins else None
@@ -150,6 +152,10 @@ class Esp32Board:
 
     def boot_count(self) -> int:
         return self._boot_count
+
+    def maintenance_requested(self) -> bool:
+        """The maintenance input is held low (main.py then starts neither loop nor link)."""
+        return self._maintenance is not None and self._maintenance.value() == 0
 
     # -- clock ---------------------------------------------------------------------------
     def start_clock(self, period_ms: int):

@@ -181,6 +181,11 @@ class SimBoard:
     def boot_count(self) -> int:
         return 1
 
+    maintenance = False  # make()'s --maintenance 1: as if the maintenance input were held
+
+    def maintenance_requested(self) -> bool:
+        return self.maintenance
+
     # -- clock -------------------------------------------------------------------------
     def start_clock(self, period_ms: int):
         self._period_ms = period_ms
@@ -541,6 +546,7 @@ def make() -> SimBoard:
     opts = {"sim_s": 10.0, "seed": 1, "print_every_s": 0.0}
     config_path = CONFIG_PATH
     script_path = ""
+    maintenance = False
     i = 0
     while i + 1 < len(args):
         key = args[i].lstrip("-").replace("-", "_")
@@ -550,8 +556,11 @@ def make() -> SimBoard:
             config_path = args[i + 1]
         elif key == "script":
             script_path = args[i + 1]
+        elif key == "maintenance":
+            maintenance = args[i + 1] == "1"
         i += 2
     board = SimBoard(read_config(config_path), opts["sim_s"], int(opts["seed"]), opts["print_every_s"])
+    board.maintenance = maintenance
     board.script = DEMO_SCRIPT
     if script_path:
         with open(script_path) as f:
