@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import control_step, protocol_bench, sim_models_speed, spool_bench, virtual_board_speed
+from bench import control_step, link_bench, protocol_bench, sim_models_speed, spool_bench, virtual_board_speed
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -33,7 +33,8 @@ def _machine() -> str:
 
 def main() -> int:
     results: list[dict[str, Any]] = []
-    for module in (virtual_board_speed, sim_models_speed, protocol_bench, control_step, spool_bench):
+    modules = (virtual_board_speed, sim_models_speed, protocol_bench, control_step, link_bench, spool_bench)
+    for module in modules:
         started = time.monotonic()
         print(f"running {module.__name__} ...", flush=True)
         results.extend(module.run())

@@ -149,10 +149,8 @@ def load_recipe_chunk(core, recipe_id_u32, total_segments, first_index, segments
     if problems:
         return _reject(problems[0][0], problems[0][1], tuple(problems))
     complete = first_index + n == total_segments
-    if complete:
-        everything = [staging.segment(i) for i in range(first_index)] + [tuple(s) for s in segments]
-        if recipe_id(everything) != recipe_id_u32:
-            return _reject(R_RECIPE_MISMATCH, 0)
+    if complete and recipe_id(segments, staging, first_index) != recipe_id_u32:
+        return _reject(R_RECIPE_MISMATCH, 0)
     if first_index == 0:
         staging.clear()
         staging.recipe_id = recipe_id_u32

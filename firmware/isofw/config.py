@@ -95,6 +95,10 @@ PIN_FIELDS = (
     "status_led",
 )
 
+# Pins a board may have: the second transducer's ADC, and the maintenance input (held at
+# reset: the firmware leaves the outputs safe and the REPL free for a redeploy).
+OPTIONAL_PINS = ("transducer2_adc", "maintenance")
+
 # The pins each real board must have in its pin map (the virtual board has none).
 BOARD_PINS = {"rp2": PIN_FIELDS, "esp32": PIN_FIELDS, "sim": ()}
 
@@ -241,7 +245,7 @@ def validate(doc, board_name="") -> tuple:
         errors.append("pins: must be an object")
     else:
         for key in pins:
-            if key not in PIN_FIELDS and key != "transducer2_adc":
+            if key not in PIN_FIELDS and key not in OPTIONAL_PINS:
                 errors.append("pins.%s: unknown pin" % key)
             elif not isinstance(pins[key], (int, str)) or isinstance(pins[key], bool):
                 errors.append("pins.%s: must be a pin number or name" % key)

@@ -73,11 +73,12 @@ class DeviceProfile:
         )
 
     def profile_hash(self) -> int:
-        """u32 for HELLO: first 4 bytes (LE) of SHA-256 over struct "<ffffffIB" of the fields."""
+        """u32 for HELLO: the first 4 bytes of SHA-256 over struct "<ffffffIB" of the fields,
+        read big-endian (as isoproto.recipe.profile_hash)."""
         if sha256 is None:
             return 0
         d = sha256(struct.pack(_HASH_FMT, *self.values())).digest()
-        return d[0] | (d[1] << 8) | (d[2] << 16) | (d[3] << 24)
+        return (d[0] << 24) | (d[1] << 16) | (d[2] << 8) | d[3]
 
 
 def profile_errors(values: tuple, range_mpa: float) -> list:

@@ -58,12 +58,30 @@ def canonical_bytes(segments) -> bytes:
     return bytes(out)
 
 
-def recipe_id(segments) -> int:
-    """First 4 bytes (u32 little-endian) of SHA-256 over the canonical segment bytes."""
+_ONE = bytearray(_SEGMENT_SIZE)  # one segment's canonical bytes, reused: hashing allocates little
+
+
+def recipe_id(segments, staged=None, staged_count: int = 0) -> int:
+    """First 4 bytes of SHA-256 over the canonical segment bytes, read big-endian (as
+    isoproto.recipe.recipe_id: "%08x" % id is the start of the hex digest).
+
+    With staged (a Recipe), its first staged_count segments come before segments: the id
+    of a recipe whose first chunks are staged, without building the whole list. Hashed
+    one segment at a time: no buffer the size of the recipe (the board's heap is
+    fragmented by then).
+    """
     if sha256 is None:
         raise OSError("hashlib.sha256 missing on this build")
-    digest = sha256(canonical_bytes(segments)).digest()
-    return digest[0] | (digest[1] << 8) | (digest[2] << 16) | (digest[3] << 24)
+    h = sha256()
+    for i in range(staged_count):
+        seg = staged.segment(i)  # type: ignore[union-attr]
+        struct.pack_into(_SEGMENT_FMT, _ONE, 0, seg[0], seg[1], seg[2], seg[3])
+        h.update(_ONE)
+    for seg in segments:
+        struct.pack_into(_SEGMENT_FMT, _ONE, 0, seg[0], seg[1], seg[2], seg[3])
+        h.update(_ONE)
+    digest = h.digest()
+    return (digest[0] << 24) | (digest[1] << 16) | (digest[2] << 8) | digest[3]
 
 
 def _finite(x) -> bool:

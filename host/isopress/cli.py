@@ -88,6 +88,13 @@ def _cmd_agent(args: argparse.Namespace) -> int:
     return run_agent(config, port=args.port, fake_board=args.fake_board, fake_speed=args.fake_speed)
 
 
+def _cmd_virtual_board(args: argparse.Namespace) -> int:
+    from .virtual_board_cli import run_virtual_board
+
+    config = Path(args.config).read_text() if args.config else None
+    return run_virtual_board(args.runtime, args.seed, config)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="isopress", description="Laboratory isostatic press: host tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--fake-board", action="store_true", help="TESTING ONLY: a fake press, not the board")
     agent.add_argument("--fake-speed", type=float, default=1.0, help="fake board time per wall second")
     agent.set_defaults(func=_cmd_agent)
+
+    vboard = sub.add_parser("virtual-board", help="the virtual board in real time on a pseudo-terminal")
+    vboard.add_argument("--runtime", choices=["micropython", "cpython"], default="micropython")
+    vboard.add_argument("--seed", type=int, default=1, help="the plant's and transducer's random seed")
+    vboard.add_argument("--config", help="the board's config.json (sealed; default the sim's)")
+    vboard.set_defaults(func=_cmd_virtual_board)
 
     from .runs.cli import add_runs_parser
 

@@ -69,5 +69,8 @@ def deploy(bundle_dir: Path, port: str, runner: Runner | None = None) -> int:
     cmd = deploy_command(bundle_dir, port, mpremote_executable())
     rc = (runner or _run)(cmd)
     if rc != 0:
-        raise DeployError(f"mpremote exited with {rc}: is the board on {port} and not busy?")
+        raise DeployError(
+            f"mpremote exited with {rc}: is the board on {port}? A board running the firmware "
+            "ignores mpremote: hold its maintenance input low, reset it, then deploy again"
+        )
     return rc

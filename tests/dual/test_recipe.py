@@ -101,8 +101,16 @@ def test_recipe_id_is_sha256_of_the_canonical_segment_bytes():
     raw = b"".join(struct.pack("<Bfff", *s) for s in segments)
     assert canonical_bytes(segments) == raw
     digest = hashlib.sha256(raw).digest()
-    assert recipe_id(segments) == struct.unpack("<I", digest[:4])[0]
+    # read big-endian, as the protocol says (docs/protocol.md section 6, isoproto.recipe)
+    assert recipe_id(segments) == struct.unpack(">I", digest[:4])[0]
     assert recipe_id(segments) != recipe_id(segments[:2])
+
+
+def test_recipe_id_over_staged_segments_and_the_rest_is_the_whole_recipes():
+    segments = [ramp(250.0, 1.0), hold(300.0), ramp(0.0, 0.5)]
+    staged = _recipe(segments[:2])
+    assert recipe_id(segments[2:], staged, 2) == recipe_id(segments)
+    assert recipe_id([], staged, 2) == recipe_id(segments[:2])
 
 
 def test_stored_recipe_keeps_its_id_through_float32_storage():

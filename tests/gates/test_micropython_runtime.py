@@ -78,6 +78,36 @@ def test_firmware_boots_on_the_virtual_board_in_an_rp2040_sized_heap() -> None:
     assert summary["pressure_mpa"] > 5.0  # the recipe really pressurised the vessel
 
 
+def test_maintenance_mode_starts_no_loop_and_leaves_the_outputs_safe(tmp_path: Path) -> None:
+    """Held at boot, the maintenance input leaves main.py before boot(): the REPL stays free."""
+    script = (
+        "import board\n"
+        "made = []\n"
+        "real_make = board.make\n"
+        "def make():\n"
+        "    b = real_make()\n"
+        "    made.append(b)\n"
+        "    return b\n"
+        "board.make = make\n"
+        "import main\n"
+        "b = made[0]\n"
+        "print('safe', b.outputs_safe(), 'ticks', b.loop_ticks, 'irq', b.irq_ticks())\n"
+    )
+    (tmp_path / "maint.py").write_text(script)
+    proc = micropython_port.run(
+        tmp_path / "maint.py",
+        ["--sim-s", "5", "--maintenance", "1"],
+        path=[firmware_root(), *micropython_port.firmware_search_path("sim")],
+        heap_bytes=micropython_port.RP2040_HEAP_BYTES,
+        timeout_s=60,
+    )
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "isopress: maintenance mode" in out
+    assert "safe True ticks 0 irq 0" in out  # outputs safe, no control tick, no interrupt
+    assert '"sim_s"' not in out  # the loop never ran, so no summary
+
+
 def test_heap_limit_is_enforced(tmp_path: Path) -> None:
     script = tmp_path / "greedy.py"
     script.write_text("buf = bytearray(200 * 1024)\nprint('allocated', len(buf))\n")

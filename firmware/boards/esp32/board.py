@@ -98,6 +98,8 @@ class Esp32Board:
         self._closure = Pin(pins["closure_locked"], Pin.IN, Pin.PULL_DOWN)
         self._estop = Pin(pins["estop_ok"], Pin.IN, Pin.PULL_DOWN)
         self._glovebox = Pin(pins["glovebox_ok"], Pin.IN, Pin.PULL_DOWN)
+        # Maintenance input (optional): a jumper or button to ground, read once at boot.
+        self._maintenance = Pin(pins["maintenance"], Pin.IN, Pin.PULL_UP) if "maintenance" in pins else None
         self._adc = ADC(Pin(pins["transducer_adc"]), atten=ADC.ATTN_11DB)
         self._adc2 = (
             ADC(Pin(pins["transducer2_adc"]), atten=ADC.ATTN_11DB) if "transducer2_adc" in pins else None
@@ -150,6 +152,10 @@ class Esp32Board:
 
     def boot_count(self) -> int:
         return self._boot_count
+
+    def maintenance_requested(self) -> bool:
+        """The maintenance input is held low (main.py then starts neither loop nor link)."""
+        return self._maintenance is not None and self._maintenance.value() == 0
 
     # -- clock ---------------------------------------------------------------------------
     def start_clock(self, period_ms: int):
@@ -273,5 +279,20 @@ def make() -> Esp32Board:
 
 
 def attach_link(board, core):
-    """The serial link slots in here (Firmware v1 integration step); none yet."""
-    return None
+    """The serial link on the board's stdio (USB serial or UART0). From here on the port carries only
+    frames: Ctrl-C no longer interrupts (a 0x03 inside a frame would stop the loop), and
+    nothing may print (the board's layer prints nothing after boot)."""
+    import select
+    import sys
+
+    from isofw.link import Link
+    from isofw.streams import PolledStream
+
+    rx_poll = select.poll()
+    rx_poll.register(sys.stdin, select.POLLIN)
+    tx_poll = select.poll()
+    tx_poll.register(sys.stdout, select.POLLOUT)
+    micropython.kbd_intr(-1)
+    link = Link(core, PolledStream(sys.stdin.buffer, sys.stdout.buffer, rx_poll, tx_poll))
+    board.link = link
+    return link

@@ -181,6 +181,11 @@ class SimBoard:
     def boot_count(self) -> int:
         return 1
 
+    maintenance = False  # make()'s --maintenance 1: as if the maintenance input were held
+
+    def maintenance_requested(self) -> bool:
+        return self.maintenance
+
     # -- clock -------------------------------------------------------------------------
     def start_clock(self, period_ms: int):
         self._period_ms = period_ms
@@ -534,9 +539,14 @@ def read_config(path: str = CONFIG_PATH):
 
 def make() -> SimBoard:
     args = sys.argv[1:]
+    if "--realtime" in args:  # real time, the real link on a pseudo-terminal: realtime.py
+        from realtime import make_realtime
+
+        return make_realtime(args)
     opts = {"sim_s": 10.0, "seed": 1, "print_every_s": 0.0}
     config_path = CONFIG_PATH
     script_path = ""
+    maintenance = False
     i = 0
     while i + 1 < len(args):
         key = args[i].lstrip("-").replace("-", "_")
@@ -546,8 +556,11 @@ def make() -> SimBoard:
             config_path = args[i + 1]
         elif key == "script":
             script_path = args[i + 1]
+        elif key == "maintenance":
+            maintenance = args[i + 1] == "1"
         i += 2
     board = SimBoard(read_config(config_path), opts["sim_s"], int(opts["seed"]), opts["print_every_s"])
+    board.maintenance = maintenance
     board.script = DEMO_SCRIPT
     if script_path:
         with open(script_path) as f:
@@ -555,8 +568,11 @@ def make() -> SimBoard:
     return board
 
 
-def attach_link(board, core) -> ScriptedHost:
-    """The virtual board's stand-in link: main.py calls this after boot."""
+def attach_link(board, core):
+    """The virtual board's link: main.py calls this after boot. In real time the real
+    serial link (realtime.py); in virtual time the scripted stand-in."""
+    if getattr(board, "realtime", False):
+        return board.attach_link(core)
     host = ScriptedHost(board, core, getattr(board, "script", DEMO_SCRIPT))
     board.link = host
     return host

@@ -1,0 +1,223 @@
+# The virtual board in real time, its serial link on a pseudo-terminal (DESIGN.md
+# decision 4): `main.py --realtime` on the unix port (or CPython) with stdin the master
+# side of a pty, as isopress.virtual_board.VirtualBoard starts it. A host agent on the
+# slave side cannot tell it from a board on USB.
+#
+# The loop is the firmware's own (isofw.app.run) and the link the real isofw.link; only
+# the clock differs from the virtual-time board: wait_next_tick() advances the plant to
+# the next tick, 1 ms at a time (the emulated 1 kHz interrupt on the way), then sleeps
+# until that tick is due in real time. A loop that runs late misses ticks for real:
+# they are counted as overruns, as on a board.
+#
+# The link reads and writes file descriptor 0 (the pty, set O_NONBLOCK by the launcher):
+# stdout is free for the board's log lines and its closing JSON summary.
+
+import sys
+import time
+
+from board import _HIST_BIN_US, CONFIG_PATH, SimBoard, read_config
+from isoproto.codes import RESET_POWER_ON
+
+_MICROPYTHON = sys.implementation.name == "micropython"
+_TICKS_US = getattr(time, "ticks_us", None)
+_TICKS_ADD = getattr(time, "ticks_add", None)
+_TICKS_DIFF = getattr(time, "ticks_diff", None)
+_SLEEP_US = getattr(time, "sleep_us", None)
+_PERF_NS = getattr(time, "perf_counter_ns", None)
+
+
+def _now_us() -> int:
+    return _TICKS_US() if _TICKS_US else _PERF_NS() // 1000  # type: ignore[misc]
+
+
+def _add(a: int, b: int) -> int:
+    return _TICKS_ADD(a, b) if _TICKS_ADD else a + b
+
+
+def _diff(a: int, b: int) -> int:
+    return _TICKS_DIFF(a, b) if _TICKS_DIFF else a - b
+
+
+def _sleep_us(us: int):
+    if _SLEEP_US:
+        _SLEEP_US(us)
+    else:
+        time.sleep(us / 1e6)
+
+
+class RealtimeBoard(SimBoard):
+    """SimBoard on the real clock; boot_count and reset_cause as the launcher says."""
+
+    realtime = True
+
+    def __init__(
+        self, config_text, seed=1, run_s=0.0, boot_count=1, reset_cause=RESET_POWER_ON, print_every_s=0.0
+    ):
+        SimBoard.__init__(
+            self, config_text, sim_s=run_s, seed=seed, print_every_s=print_every_s, measure_time=True
+        )
+        self._boots = boot_count
+        self._cause = reset_cause
+        self._due_us = 0  # when the current tick was due (ticks_us)
+        self.late_us_max = 0  # how late a tick started after the one before it ran long
+        self.plant_us_max = 0  # the plant's share of a tick (10 virtual ms of it)
+        self.stopped_by = ""
+        self.heap_free_min = -1  # the smallest free heap after the loop's collections
+
+    def reset_cause(self) -> int:
+        return self._cause
+
+    def boot_count(self) -> int:
+        return self._boots
+
+    def start_clock(self, period_ms: int):
+        SimBoard.start_clock(self, period_ms)
+        self._due_us = _now_us()
+        self._tick_started_us = self._due_us
+
+    def wait_next_tick(self) -> int:
+        period_us = self._period_ms * 1000
+        now = _now_us()
+        spent_us = _diff(now, self._tick_started_us)
+        self._measure(spent_us)
+        due = _add(self._due_us, period_us)  # the next tick
+        missed = 0
+        late = _diff(now, due)
+        if late >= 0:  # ran past the next tick's time: those ticks are lost, as on a board
+            missed = late // period_us + 1
+            due = _add(due, missed * period_us)
+            self.overruns += missed
+            self._deadline += missed * self._period_ms
+        while self._now_ms < self._deadline:
+            self.advance_1ms()
+        self._deadline += self._period_ms
+        plant_us = _diff(_now_us(), now)
+        if plant_us > self.plant_us_max:
+            self.plant_us_max = plant_us
+        rest = _diff(due, _now_us())
+        try:
+            if rest > 0:
+                _sleep_us(rest)
+        except KeyboardInterrupt:  # SIGINT from the launcher (or Ctrl-C): stop cleanly
+            self.stopped_by = "SIGINT"
+            self.keep_running = False
+        started = _now_us()
+        late = _diff(started, due)
+        if late > self.late_us_max:
+            self.late_us_max = late
+        self._due_us = due
+        self._tick_started_us = started
+        if self.end_ms > 0 and self._now_ms >= self.end_ms:
+            self.stopped_by = "run_s"
+            self.keep_running = False
+        return missed
+
+    def observer(self, now_ms: int, core):
+        SimBoard.observer(self, now_ms, core)
+        free = core.heap_free_after_gc
+        if free >= 0 and (free < self.heap_free_min or self.heap_free_min < 0):
+            self.heap_free_min = free
+
+    def _measure(self, spent_us: int):
+        hist = self.loop_hist
+        top = len(hist) - 1
+        i = spent_us // _HIST_BIN_US
+        hist[i if i < top else top] += 1
+        self.loop_ticks += 1
+        self.loop_us_total += spent_us
+        if spent_us > self.loop_us_max:
+            self.loop_us_max = spent_us
+
+    def attach_link(self, core):
+        """The real serial link on file descriptor 0 (the pty's master side)."""
+        from isofw.link import Link
+
+        if _MICROPYTHON:
+            from isofw.streams import NonblockingStream
+
+            stream = NonblockingStream(sys.stdin.buffer, sys.stdin.buffer)
+        else:
+            stream = FdStream(0)
+            core.gc_every_ticks = 1 << 30  # CPython's collector needs no help from the loop
+        self.link = Link(core, stream)
+        return self.link
+
+    def summary(self, core) -> dict:
+        link = self.link
+        counters = link.counters() if link is not None else None  # type: ignore[attr-defined]
+        # The run is over: give the history ring's 30 KB back, or the summary's own words
+        # and JSON do not fit the 180 KB heap (the loop's free heap is heap_free_min).
+        self.link = None
+        core.history.pages = []
+        out = SimBoard.summary(self, core)
+        out["realtime"] = True
+        out["boot_count"] = self._boots
+        out["reset_cause"] = self._cause
+        out["late_us_max"] = self.late_us_max
+        out["plant_us_max"] = self.plant_us_max
+        out["stopped_by"] = self.stopped_by or "SIGINT"  # (main.py caught it elsewhere)
+        out["heap_free_min"] = self.heap_free_min
+        out["link"] = counters
+        return out
+
+
+class FdStream:
+    """The link's stream on an O_NONBLOCK file descriptor, for CPython (which has os.read)."""
+
+    def __init__(self, fd: int):
+        import os
+
+        self._read = getattr(os, "read")  # noqa: B009 (not in MicroPython's os stubs)
+        self._write = getattr(os, "write")  # noqa: B009
+        self._fd = fd
+
+    def read_into(self, buf) -> int:
+        try:
+            data = self._read(self._fd, len(buf))
+        except OSError:  # BlockingIOError: nothing there; EIO: nobody on the other side
+            return 0
+        n = len(data)
+        buf[0:n] = data
+        return n
+
+    def write(self, buf, off: int, n: int) -> int:
+        try:
+            return self._write(self._fd, memoryview(buf)[off : off + n])
+        except OSError:  # BlockingIOError: the pty's buffer is full
+            return 0
+
+
+def make_realtime(args) -> RealtimeBoard:
+    """main.py --realtime [--seed N] [--config FILE] [--boot-count N] [--reset-cause C]
+    [--run-s S (0: until SIGINT)] [--print-every-s T]"""
+    opts = {
+        "seed": 1.0,
+        "boot_count": 1.0,
+        "reset_cause": float(RESET_POWER_ON),
+        "run_s": 0.0,
+        "print_every_s": 0.0,
+    }
+    config_path = CONFIG_PATH
+    i = 0
+    while i < len(args):
+        key = args[i].lstrip("-").replace("-", "_")
+        if key == "realtime":
+            i += 1
+            continue
+        if i + 1 >= len(args):
+            raise ValueError("%s needs a value" % args[i])
+        if key == "config":
+            config_path = args[i + 1]
+        elif key in opts:
+            opts[key] = float(args[i + 1])
+        else:
+            raise ValueError("unknown option %s" % args[i])
+        i += 2
+    return RealtimeBoard(
+        read_config(config_path),
+        int(opts["seed"]),
+        opts["run_s"],
+        int(opts["boot_count"]),
+        int(opts["reset_cause"]),
+        opts["print_every_s"],
+    )
