@@ -3,16 +3,20 @@
 ``serial.serial_for_url`` opens a device path (``/dev/isopress-...``, ``/dev/ttyACM0``), a
 pseudo-terminal of the virtual board (``/dev/pts/N``) or ``socket://host:port``. Those
 three have a file descriptor, and the link uses the event loop's own readiness
-callbacks on it (``loop.add_reader``/``add_writer``) with the port in non-blocking mode
-(``timeout = 0``; writes with ``os.write`` on the descriptor): no thread, no hand-over between threads per
-chunk, and a read returns whatever the kernel holds in one call (pyserial's socket
-``in_waiting`` says only 0 or 1, so a blocking reader thread would have to read a
-socket byte by byte). Ports without a descriptor (``loop://``, ``rfc2217://``, ...) get a
+callbacks on it (``loop.add_reader``/``add_writer``), then ``os.read``/``os.write`` on the
+descriptor (non-blocking, as pyserial opens it): no thread, no hand-over between threads
+per chunk, one system call per chunk, and a read returns whatever the kernel holds
+(pyserial's socket ``in_waiting`` says only 0 or 1, so a blocking reader thread would have
+to read a socket byte by byte). pyserial still opens and configures the port (termios,
+baud rate, the socket). Ports without a descriptor (``loop://``, ``rfc2217://``, ...) get a
 reader thread instead, which hands each chunk to the loop with ``call_soon_threadsafe``.
 
-Received chunks queue in the link (bounded: past ``max_chunks`` the link stops reading
-until the session catches up, so the kernel's buffer and then the board's TX ring take
-the back-pressure, as they would with a slow host). Writes go straight to the port; what
+Received chunks either queue in the link for :meth:`SerialLink.read` (bounded: past
+``max_chunks`` the link stops reading until they are taken), or, once a receiver is set
+(:meth:`SerialLink.set_receiver`), go straight to it from the reader callback, like an
+asyncio protocol's ``data_received``: no task wakes per chunk. A receiver that falls
+behind calls :meth:`SerialLink.pause_reading`; then the kernel's buffer and the board's TX
+ring take the back-pressure, as they would with a slow host. Writes go straight to the port; what
 the port does not take at once waits in a bounded output buffer and is flushed when the
 descriptor is writable. A read error, end of file (socket closed, pty master gone, USB
 unplugged), a write error or a full output buffer (the board stopped reading) ends the
@@ -27,6 +31,7 @@ import contextlib
 import logging
 import os
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -90,6 +95,9 @@ class SerialLink:
         self._writing = False
         self._reading = False
         self._closed: str | None = None  # the reason, once the link ended
+        self._receiver: Callable[[bytes], None] | None = None
+        self._paused = False
+        self.on_close: Callable[[str], None] | None = None  # called once, with the reason
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -158,7 +166,7 @@ class SerialLink:
         if self._chunks:
             data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
             self._chunks.clear()
-            if not self._reading and self._closed is None and self._fd >= 0:
+            if not self._reading and not self._paused and self._closed is None and self._fd >= 0:
                 self._resume_reading()
             return data
         if self._closed is not None:
@@ -181,22 +189,53 @@ class SerialLink:
             self._waiter = None
         return self.read_nowait()
 
+    def set_receiver(self, receiver: Callable[[bytes], None] | None) -> None:
+        """Hand every chunk to ``receiver(data)`` as it arrives (None: back to :meth:`read`).
+
+        What was queued for read() goes to the receiver at once.
+        """
+        self._receiver = receiver
+        if receiver is not None and self._chunks:
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            if not self._reading and not self._paused and self._closed is None and self._fd >= 0:
+                self._resume_reading()
+            receiver(data)
+
+    def pause_reading(self) -> None:
+        """Stop reading the port until :meth:`resume_reading` (back-pressure; descriptor ports only)."""
+        self._paused = True
+        if self._reading and self._loop is not None:
+            self._loop.remove_reader(self._fd)
+            self._reading = False
+
+    def resume_reading(self) -> None:
+        """Read again after :meth:`pause_reading`."""
+        self._paused = False
+        if not self._reading and self._closed is None and self._fd >= 0 and self._port is not None:
+            self._resume_reading()
+
     def _resume_reading(self) -> None:
         assert self._loop is not None
         self._loop.add_reader(self._fd, self._on_readable)
         self._reading = True
 
     def _on_readable(self) -> None:
-        port = self._port
-        if port is None:
+        # os.read on the descriptor the loop says is readable: one system call per chunk
+        # (pyserial's read adds two select() calls around it).
+        if self._port is None:
             return
         try:
-            data = port.read(_READ_SIZE)
-        except (OSError, serial.SerialException) as exc:
+            data = os.read(self._fd, _READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # EIO: the pty's other side closed; ECONNRESET; a USB unplug
             self._fail(f"read error on {self.url}: {exc}")
             return
-        if data:
-            self._deliver(data)
+        if not data:  # readable with nothing to read: the device or the socket is gone
+            self._fail(f"read error on {self.url}: end of file (device disconnected or socket closed)")
+            return
+        self._deliver(data)
 
     def _reader_thread(self) -> None:
         port = self._port
@@ -218,6 +257,9 @@ class SerialLink:
         if self._closed is not None:
             return
         self.bytes_in += len(data)
+        if self._receiver is not None:
+            self._receiver(data)
+            return
         self._chunks.append(data)
         if len(self._chunks) >= self.max_chunks and self._reading and self._loop is not None:
             self._loop.remove_reader(self._fd)  # back-pressure: read_nowait() resumes
@@ -285,6 +327,8 @@ class SerialLink:
     def _end(self, reason: str) -> None:
         if self._closed is None:
             self._closed = reason
+            if self.on_close is not None:
+                self.on_close(reason)
         _wake(self._waiter)
 
 

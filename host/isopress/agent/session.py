@@ -43,10 +43,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -138,23 +139,28 @@ class SessionStats:
 
 
 class _Channel:
-    """A bounded channel of bursts: ``put`` waits while it is full (the agent is behind)."""
+    """The bursts handed to the consumer of ``updates()``, in order.
+
+    ``put`` never waits (the reader callback cannot); past ``maxsize`` bursts ``full``
+    says so and the session pauses reading the port until ``on_space`` is called.
+    """
 
     def __init__(self, maxsize: int) -> None:
         self._items: collections.deque[list[BoardUpdate]] = collections.deque()
         self._maxsize = maxsize
         self._getter: asyncio.Future[None] | None = None
-        self._putter: asyncio.Future[None] | None = None
         self._ended = False
         self._error: BaseException | None = None
+        self.on_space: Callable[[], None] | None = None
 
     def __len__(self) -> int:
         return len(self._items)
 
-    async def put(self, burst: list[BoardUpdate]) -> None:
-        while len(self._items) >= self._maxsize and not self._ended:
-            self._putter = asyncio.get_running_loop().create_future()
-            await self._putter
+    @property
+    def full(self) -> bool:
+        return len(self._items) >= self._maxsize
+
+    def put(self, burst: list[BoardUpdate]) -> None:
         if self._ended:
             return
         self._items.append(burst)
@@ -164,7 +170,6 @@ class _Channel:
         self._ended = True
         self._error = error
         _wake(self._getter)
-        _wake(self._putter)
 
     async def get(self) -> list[BoardUpdate] | None:
         while not self._items:
@@ -175,7 +180,8 @@ class _Channel:
             self._getter = asyncio.get_running_loop().create_future()
             await self._getter
         burst = self._items.popleft()
-        _wake(self._putter)
+        if self.on_space is not None and len(self._items) < self._maxsize:
+            self.on_space()
         return burst
 
 
@@ -254,6 +260,8 @@ class SerialSession:
         self._last_checkpoint_text = ""
         self._last_checkpoint_at = -1e9
         self._reported = ""  # the last refusal reported as an agent event
+        self._kick: asyncio.Event | None = None  # wakes the serve task (its timers changed)
+        self._failure: Exception | None = None
         self._group: asyncio.TaskGroup | None = None
         self._runner: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -364,7 +372,7 @@ class SerialSession:
                 self._stats.link_losses += 1
                 burst: list[BoardUpdate] = [LinkDown(wall_time=_now(), reason=reason)]
                 self._checkpoint_into(burst, asyncio.get_running_loop().time(), force=True)
-                await self._channel.put(burst)
+                self._channel.put(burst)
                 log.warning("serial link to the board lost: %s; reconnecting in %.1f s", reason, delay)
             else:
                 log.warning("no board session on %s: %s; trying again in %.1f s", link.url, reason, delay)
@@ -388,18 +396,18 @@ class SerialSession:
             self._stats.refusals += 1
             message = str(refused)
             log.error("%s", message)
-            await self._notice_once("board_refused", message)
+            self._notice_once("board_refused", message)
             return message
         except _LinkLost as lost:
             return str(lost)
         except LinkClosed as closed:
             return closed.reason
 
-    async def _notice_once(self, kind: str, reason: str) -> None:
+    def _notice_once(self, kind: str, reason: str) -> None:
         """An agent event for a refusal that repeats at every reconnect: once until a good handshake."""
         if reason != self._reported:
             self._reported = reason
-            await self._channel.put([SessionNotice(wall_time=_now(), kind=kind, reason=reason)])
+            self._channel.put([SessionNotice(wall_time=_now(), kind=kind, reason=reason)])
 
     def _close_link(self, reason: str) -> None:
         """Forget the link: waiting commands fail (in words), a new sender numbers on."""
@@ -474,18 +482,18 @@ class SerialSession:
                     except ProtocolError:
                         self._stats.undecodable += 1
                         continue
-                    await self._board_ready(hello, profile_values, arrived)
+                    self._board_ready(hello, profile_values, arrived)
                     return payloads[i + 1 :]
                 # anything else before the answer is dropped: a gap the trackers will see
 
-    async def _board_ready(self, hello: dict[str, Any], profile_values: tuple[Any, ...], now: float) -> None:
+    def _board_ready(self, hello: dict[str, Any], profile_values: tuple[Any, ...], now: float) -> None:
         computed = wire_recipe.profile_hash(profile_values)
         if computed != hello["profile_hash"]:
             reason = (
                 f"profile_mismatch: HELLO says the active profile hashes to {hello['profile_hash']:08x}, "
                 f"the PROFILE received hashes to {computed:08x} (firmware bug or damaged frame)"
             )
-            await self._notice_once("profile_mismatch", reason)
+            self._notice_once("profile_mismatch", reason)
             raise _LinkLost(reason)
         self._stats.handshakes += 1
         self._reported = ""
@@ -538,56 +546,96 @@ class SerialSession:
             info.boot_count,
             info.latest_sample_seq,
         )
-        await self._channel.put(burst)
+        self._channel.put(burst)
 
     # -- serving -----------------------------------------------------------------------
     async def _serve(self, link: SerialLink, leftover: list[bytes]) -> None:
+        """Frames are handled in the link's reader callback (:meth:`_on_chunk`); this task
+        only wakes for its timers (heartbeat, retransmission, checkpoint, history retry,
+        liveness) and when the callback or a command kicks it."""
         loop = asyncio.get_running_loop()
         period = self.settings.heartbeat_period_ms / 1000.0
         timeout = self.settings.heartbeat_timeout_ms / 1000.0
         now = loop.time()
         next_heartbeat = now + period  # HELLO_HOST counted as one
         next_checkpoint = now + self.checkpoint_interval_s
+        kick = self._kick = asyncio.Event()
+        link.on_close = lambda _reason: kick.set()
+        self._channel.on_space = link.resume_reading
         if leftover:
-            burst = self._on_payloads(leftover, now)
-            if burst:
-                await self._channel.put(burst)
-        while True:
-            now = loop.time()
-            if self._resync_reason is not None:
-                raise _Resync(self._resync_reason)
-            if now >= next_heartbeat:
-                link.write(framing.frame(codec.encode(HEARTBEAT_HOST, (int(now * 1000) & _U32,))))
-                next_heartbeat = max(next_heartbeat + period, now + period / 2)
-            deadline_ms = self._sender.next_deadline()
-            if deadline_ms >= 0 and now * 1000 >= deadline_ms:
-                self._pump(now)
-            if self._sender.needs_resync:
-                raise _Resync("a command got no reply after every retry (the board waits for it)")
-            if now >= next_checkpoint:  # also the history retry timer when nothing arrives
-                next_checkpoint = now + self.checkpoint_interval_s
-                self._request_history(now)
-                burst = []
-                self._checkpoint_into(burst, now)
-                if burst:
-                    await self._channel.put(burst)
-            wake = min(next_heartbeat, self._last_rx + timeout, next_checkpoint)
-            deadline_ms = self._sender.next_deadline()
-            if deadline_ms >= 0:
-                wake = min(wake, deadline_ms / 1000.0)
-            data = await link.read(max(0.0, wake - loop.time()))
-            now = loop.time()
-            if data:
-                payloads = self._decoder.feed(data)
-                if payloads:
-                    burst = self._on_payloads(payloads, now)
+            self._on_frames(leftover, now)
+        link.set_receiver(self._on_chunk)
+        try:
+            while True:
+                if link.closed_reason is not None:
+                    raise LinkClosed(link.closed_reason)
+                if self._failure is not None:
+                    raise self._failure
+                if self._resync_reason is not None:
+                    raise _Resync(self._resync_reason)
+                now = loop.time()
+                if now >= next_heartbeat:
+                    link.write(framing.frame(codec.encode(HEARTBEAT_HOST, (int(now * 1000) & _U32,))))
+                    next_heartbeat = max(next_heartbeat + period, now + period / 2)
+                deadline_ms = self._sender.next_deadline()
+                if deadline_ms >= 0 and now * 1000 >= deadline_ms:
+                    self._pump(now)
+                if self._sender.needs_resync:
+                    raise _Resync("a command got no reply after every retry (the board waits for it)")
+                if now >= next_checkpoint:  # also the history retry timer when nothing arrives
+                    next_checkpoint = now + self.checkpoint_interval_s
+                    self._request_history(now)
+                    burst: list[BoardUpdate] = []
+                    self._checkpoint_into(burst, now)
                     if burst:
-                        await self._channel.put(burst)
-            if now - self._last_rx >= timeout:
-                raise _LinkLost(
-                    f"nothing from the board for {(now - self._last_rx) * 1000:.0f} ms "
-                    f"(serial.heartbeat_timeout_ms = {self.settings.heartbeat_timeout_ms})"
-                )
+                        self._emit(burst)
+                if now - self._last_rx >= timeout:
+                    raise _LinkLost(
+                        f"nothing from the board for {(now - self._last_rx) * 1000:.0f} ms "
+                        f"(serial.heartbeat_timeout_ms = {self.settings.heartbeat_timeout_ms})"
+                    )
+                wake = min(next_heartbeat, self._last_rx + timeout, next_checkpoint)
+                deadline_ms = self._sender.next_deadline()
+                if deadline_ms >= 0:
+                    wake = min(wake, deadline_ms / 1000.0)
+                kick.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, wake - loop.time())):
+                        await kick.wait()
+        finally:
+            link.set_receiver(None)
+            link.on_close = None
+            self._channel.on_space = None
+            self._kick = None
+            link.resume_reading()  # a handshake again reads whatever the channel holds
+
+    def _on_chunk(self, data: bytes) -> None:
+        """The link's reader callback: decode, follow, emit; never raises into the loop."""
+        try:
+            payloads = self._decoder.feed(data)
+            if payloads:
+                assert self._loop is not None
+                self._on_frames(payloads, self._loop.time())
+        except Exception as exc:  # a bug: the serve task raises it and the session ends loudly
+            self._failure = exc
+            self._wake_serve()
+
+    def _on_frames(self, payloads: Sequence[bytes], now: float) -> None:
+        burst = self._on_payloads(payloads, now)
+        if burst:
+            self._emit(burst)
+        if self._resync_reason is not None or self._sender.needs_resync:
+            self._wake_serve()
+
+    def _emit(self, burst: list[BoardUpdate]) -> None:
+        """Hand a burst to the consumer; past the channel's bound, stop reading until it catches up."""
+        self._channel.put(burst)
+        if self._channel.full and self._link is not None:
+            self._link.pause_reading()
+
+    def _wake_serve(self) -> None:
+        if self._kick is not None:
+            self._kick.set()
 
     def _on_payloads(self, payloads: Sequence[bytes], now: float) -> list[BoardUpdate]:
         """Every frame decoded at once -> one burst (records in board order, then notices)."""
@@ -657,7 +705,9 @@ class SerialSession:
                 for frame in frames:
                     link.write(frame)
             except LinkClosed:
-                pass  # the serve loop's next read reports it
+                pass  # the serve task sees the link closed
+        if frames:
+            self._wake_serve()  # a retransmission deadline may now come before its timers
         self._settle_outcomes()
 
     def _settle_outcomes(self, *, lost: str = "") -> None:
