@@ -287,6 +287,29 @@ def test_a_command_without_any_reply_fails_in_words_and_the_session_handshakes_a
     asyncio.run(body())
 
 
+def test_a_command_in_flight_when_the_link_drops_fails_in_words_and_is_never_resent() -> None:
+    async def body() -> None:
+        async with BoardPeer() as peer:
+            session = SerialSession(settings(peer.url))
+            async with running(session) as seen:
+                await eventually(lambda: session.board_connected, what="handshake")
+                await eventually(lambda: session.sender.outstanding == 0, what="first history asks answered")
+                peer.script.drop_commands = 1000  # the command never gets through
+                pause = asyncio.create_task(session.pause())
+                await asyncio.sleep(0.3)
+                peer.disconnect()
+                with pytest.raises(
+                    BoardUnavailable, match=r"pause: the serial link was lost before the board"
+                ):
+                    await pause
+                peer.script.drop_commands = 0
+                await eventually(lambda: len(seen.infos()) == 2, what="reconnected")
+                await asyncio.sleep(0.5)
+                assert "PAUSE" not in executed_names(peer)  # a late command is never sent again
+
+    asyncio.run(body())
+
+
 def test_commands_are_refused_at_once_while_no_board_answers() -> None:
     async def body() -> None:
         async with BoardPeer() as peer:

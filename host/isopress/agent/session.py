@@ -16,7 +16,8 @@ runs the whole life of the link, one state at a time:
    :class:`~.model.BoardInfo` goes out, and the sequence trackers start: from the stored
    checkpoint when it names this boot of this board, from seq 0 when the board rebooted,
    else at the board's present;
-3. **serve**: every frame from the board goes through the stream decoder; live
+3. **serve**: every chunk from the board is handled in the link's reader callback (no
+   task wakes per frame; the serve task wakes only for its timers): stream decoder, live
    ``TELEMETRY`` becomes :class:`~.model.Sample`, ``EVENT`` :class:`~.model.BoardEvent`,
    ``ACK``/``NAK`` settle commands, ``HEARTBEAT`` refines the board clock and reveals gaps
    at the end of a stream, ``HISTORY`` fills gaps (``historical=True``). Heartbeats go
@@ -91,7 +92,7 @@ from .model import (
     SessionCheckpoint,
     SessionNotice,
 )
-from .recipe import HoldSegment, Recipe
+from .recipe import Recipe, recipe_segments
 from .serial_link import LinkClosed, LinkOpenError, SerialLink
 
 __all__ = ["SerialSession", "SessionStats"]
@@ -192,16 +193,6 @@ def _wake(future: asyncio.Future[None] | None) -> None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _segments(recipe: Recipe) -> list[tuple[int, float, float, float]]:
-    out: list[tuple[int, float, float, float]] = []
-    for seg in recipe.segments:
-        if isinstance(seg, HoldSegment):
-            out.append((codes.SEG_HOLD, 0.0, 0.0, seg.duration_s))
-        else:
-            out.append((codes.SEG_RAMP, seg.target_mpa, seg.rate_mpa_s, 0.0))
-    return out
 
 
 def _profile(values: Sequence[Any]) -> DeviceProfile:
@@ -768,7 +759,7 @@ class SerialSession:
 
     async def load_recipe(self, recipe: Recipe, recipe_id: int) -> CommandResult:
         """Send the recipe in LOAD_RECIPE_CHUNKs; the first NAK, or the last chunk's ACK."""
-        chunks = wire_recipe.recipe_chunks(_segments(recipe))
+        chunks = wire_recipe.recipe_chunks(recipe_segments(recipe))
         if chunks and chunks[0][0] != recipe_id:
             raise BoardUnavailable(
                 f"load_recipe: recipe id {recipe_id:08x} is not the protocol's {chunks[0][0]:08x} "
