@@ -309,14 +309,15 @@ class SerialFaultProxy:
     def _unplug(self) -> None:
         self.stats.to_host.lost_while_disconnected += len(self._to_host.out)
         self._to_host.out.clear()
+        fds = (self._master_fd, self._own_slave_fd)
+        self._master_fd = -1  # first: `connected` is False before the agent sees the hang-up
+        self._own_slave_fd = -1
         with contextlib.suppress(FileNotFoundError):
             self.link_path.unlink()
-        for fd in (self._master_fd, self._own_slave_fd):
+        for fd in fds:
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self._master_fd = -1
-        self._own_slave_fd = -1
 
     def _draw_disconnect(self, now: float) -> float:
         return (
