@@ -200,10 +200,11 @@ class CommandHandler:
             if loaded is None:
                 raise _Rejected("no recipe loaded through this agent: send load-recipe first")
             if model.recipe_sha256 is not None and model.recipe_sha256 != loaded.sha256:
-                raise _Rejected(
+                error = (
                     f"recipe_sha256 {model.recipe_sha256[:12]}... is not the loaded recipe "
                     f"{loaded.recipe.name!r} ({loaded.sha256[:12]}...)"
                 )
+                raise _Rejected(error, [_payload_problem("recipe_sha256", "recipe_mismatch", error)])
         return model
 
     # -- execution -----------------------------------------------------------------------
