@@ -247,6 +247,16 @@ class Mosquitto:
         """SIGTERM: an orderly shutdown (the broker saves its persistence file)."""
         self._signal(signal.SIGTERM)
 
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password and ACL files (``systemctl reload``).
+
+        Connected clients stay, except those whose login the new password file refuses.
+        """
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            raise BrokerError("mosquitto is not running")
+        os.kill(proc.pid, signal.SIGHUP)
+
     def restart(self, timeout_s: float = 10.0) -> None:
         """Kill the broker and start it again on the same port."""
         self.kill()

@@ -82,12 +82,35 @@ class Lab:
         """A file holding ``user``'s password (what an agent config's password_file names)."""
         return self.folder / "secrets" / f"{user}.password"
 
-    def secure_files(self, *, rogue_server: bool = False, acl_file: Path = DEPLOYED_ACL) -> SecureFiles:
+    def secure_files(
+        self, *, rogue_server: bool = False, acl_file: Path = DEPLOYED_ACL, password_file: Path | None = None
+    ) -> SecureFiles:
         """The broker's files: lab CA, broker certificate (the rogue CA's if asked), passwords, ACL."""
         cert, key = self.cert("broker", rogue=rogue_server)
         return SecureFiles(
-            cafile=self.ca, certfile=cert, keyfile=key, password_file=self.passwd_file, acl_file=acl_file
+            cafile=self.ca,
+            certfile=cert,
+            keyfile=key,
+            password_file=password_file or self.passwd_file,
+            acl_file=acl_file,
         )
+
+    def add_user(self, user: str, password_file: Path) -> str:
+        """What docs/security.md says: a certificate from the lab CA, a password in ``password_file``.
+
+        Returns the password (also written where :meth:`password_file` finds it).
+        """
+        _pki(self.folder / "lab", "client", user)
+        password = secrets.token_urlsafe(16)
+        subprocess.run(
+            ["mosquitto_passwd", "-b", str(password_file), user, password],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        self.password_file(user).write_text(password + "\n")
+        self.passwords[user] = password
+        return password
 
 
 def make_lab(folder: Path) -> Lab:
