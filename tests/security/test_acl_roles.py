@@ -157,7 +157,7 @@ def test_nobody_but_its_agent_publishes_a_press_status_state_telemetry_event_or_
     async def body() -> tuple[list[Any], list[Any], list[Any]]:
         config = agent_config(secure_broker, lab, tmp_path / "agent", "press-01")
         async with collecting(secure_broker, lab, "viewer-lab", f"{topics.base}/#") as live:
-            async with running_agent(config) as (agent, _board):
+            async with running_agent(config) as (_agent, _board):
                 await eventually(lambda: b"online" in [p for t, p, _r in live.messages if t == topics.status])
                 for user in spoofers:
                     async with mqtt_client(secure_broker, lab, user) as client:
@@ -175,7 +175,6 @@ def test_nobody_but_its_agent_publishes_a_press_status_state_telemetry_event_or_
                     10,
                     "the agent's command_accepted event",
                 )
-                assert agent.link.stats.connects == 1
             live_spoofs = live.containing(b'"spoof"')
         # A subscriber that comes later gets the retained truth, not a spoof.
         async with collecting(secure_broker, lab, "bob", f"{topics.base}/#") as later:
