@@ -264,3 +264,11 @@ def test_replies_go_only_under_the_operators_own_reply_topic() -> None:
         own + "/" + "x" * 2000,
     ):
         assert topics.reply_topic("alice", other) == own, other
+
+
+def test_the_docs_give_the_replay_guards_real_capacity() -> None:
+    from isopress.agent.replay import REPLAY_CAPACITY
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    for page in ("mqtt.md", "security.md"):
+        assert f"{REPLAY_CAPACITY} " in (docs / page).read_text(), page
