@@ -39,11 +39,15 @@ demo: $(INSTALLED)
 bench: deps broker
 	$(BIN)/python -m bench
 
-# The protocol decoders for much longer than `make test` does: FUZZ_EXAMPLES random
-# inputs (default 3 000 000) and hypothesis's random profile (5000 examples a test): ~4 min.
+# The protocol decoders and the command payload parsers for much longer than `make test`
+# does: FUZZ_EXAMPLES random frames (default 3 000 000), FUZZ_COMMAND_ITERATIONS commands in
+# the command parsers' memory run (default 100 000) and hypothesis's random profile (5000
+# examples a test): ~8 min.
 FUZZ_EXAMPLES ?= 3000000
+FUZZ_COMMAND_ITERATIONS ?= 100000
 fuzz: deps
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -p no:cacheprovider tests/protocol $(PYTEST_ARGS)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_COMMAND_ITERATIONS=$(FUZZ_COMMAND_ITERATIONS) HYPOTHESIS_PROFILE=fuzz \
+		$(BIN)/pytest -p no:cacheprovider tests/protocol tests/security/test_command_fuzz.py $(PYTEST_ARGS)
 
 lint: deps
 	$(BIN)/ruff check .

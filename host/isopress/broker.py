@@ -2,6 +2,14 @@
 
 Tests use it to talk to a real broker and to kill (SIGKILL) and restart it on the same
 port; ``make demo`` uses it when the ``mosquitto`` binary is installed.
+
+Two variants of the one deployed file, both with that file's persistence, queue and
+packet settings:
+
+- plain (the default): the secure listener (TLS, passwords, ACL) is swapped for an
+  anonymous listener on 127.0.0.1, for every test that is not about security;
+- secure (``secure=SecureFiles(...)``): the deployed listener and its security as they
+  are, on 127.0.0.1, with the certificates, password file and ACL file given.
 """
 
 from __future__ import annotations
@@ -14,20 +22,82 @@ import socket
 import subprocess
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from .paths import deploy_root
 
-__all__ = ["BrokerError", "Mosquitto", "free_port", "mosquitto_binary"]
+__all__ = ["BrokerError", "Mosquitto", "SecureFiles", "free_port", "mosquitto_binary", "render_config"]
 
 # Lines of the deployed config that belong to the machine it runs on; a private broker
 # gets its own.
-_MACHINE_KEYS = ("listener", "persistence_location", "log_dest", "pid_file", "user")
+_MACHINE_KEYS = frozenset({"listener", "persistence_location", "log_dest", "pid_file", "user"})
+
+# Options that belong to the listener above them (Mosquitto applies them to the last
+# `listener` line); a private broker repeats them under its own listener line.
+_LISTENER_KEYS = frozenset(
+    {
+        "cafile",
+        "capath",
+        "certfile",
+        "keyfile",
+        "crlfile",
+        "ciphers",
+        "ciphers_tls1.3",
+        "dhparamfile",
+        "require_certificate",
+        "use_identity_as_username",
+        "use_subject_as_username",
+        "use_username_as_clientid",
+        "tls_version",
+        "protocol",
+        "socket_domain",
+        "max_connections",
+    }
+)
+
+# What the plain variant drops: everything that makes the listener secure.
+_SECURITY_KEYS = frozenset(
+    {
+        "cafile",
+        "capath",
+        "certfile",
+        "keyfile",
+        "crlfile",
+        "ciphers",
+        "ciphers_tls1.3",
+        "dhparamfile",
+        "require_certificate",
+        "use_identity_as_username",
+        "use_subject_as_username",
+        "tls_version",
+        "allow_anonymous",
+        "password_file",
+        "acl_file",
+        "psk_file",
+        "psk_hint",
+    }
+)
+
+
+# The files the secure variant replaces (each a SecureFiles field of the same name).
+_FILE_KEYS = frozenset({"cafile", "certfile", "keyfile", "password_file", "acl_file"})
 
 
 class BrokerError(RuntimeError):
     """Mosquitto could not be found, started or reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecureFiles:
+    """The files the deployed config names under /etc/mosquitto/isopress/, for a private broker."""
+
+    cafile: Path  # the CA that signs the broker's and the clients' certificates
+    certfile: Path  # the broker's certificate
+    keyfile: Path  # the broker's key
+    password_file: Path  # made with mosquitto_passwd
+    acl_file: Path  # e.g. deploy/mosquitto/isopress.acl
 
 
 def mosquitto_binary() -> str:
@@ -45,17 +115,51 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _key(line: str) -> str:
+    stripped = line.strip()
+    if not stripped or stripped.startswith("#"):
+        return ""
+    return stripped.split(None, 1)[0]
+
+
 def render_config(
     template: str,
     *,
     port: int,
     workdir: Path,
     extra: Mapping[str, str] | None = None,
+    secure: SecureFiles | None = None,
 ) -> str:
-    """The deployed config with this broker's port, persistence folder and log file."""
-    kept = [line for line in template.splitlines() if not line.strip().startswith(_MACHINE_KEYS)]
-    own = [
-        f"listener {port} 127.0.0.1",
+    """The deployed config with this broker's port, persistence folder and log file.
+
+    Without ``secure`` the listener is an anonymous one on 127.0.0.1 (every security
+    line of the template dropped); with it the template's listener options and security
+    lines are kept and their files replaced by ``secure``'s. ``extra`` lines go last (under
+    the listener, so listener options in it apply to it).
+    """
+    kept: list[str] = []
+    listener_options: list[str] = []
+    listeners = 0
+    for raw in template.splitlines():
+        key = _key(raw)
+        if key == "listener":
+            listeners += 1
+            continue
+        if key in _MACHINE_KEYS:
+            continue
+        if secure is None and key in _SECURITY_KEYS:
+            continue
+        line = f"{key} {getattr(secure, key)}" if secure is not None and key in _FILE_KEYS else raw
+        if listeners and key in _LISTENER_KEYS:
+            listener_options.append(line.strip())
+        else:
+            kept.append(line)
+    if secure is not None and listeners != 1:
+        raise BrokerError(f"the secure variant needs exactly one listener in the config, found {listeners}")
+    own = [f"listener {port} 127.0.0.1", *listener_options]
+    if secure is None:
+        own.append("allow_anonymous true")
+    own += [
         f"persistence_location {workdir}/",
         f"log_dest file {workdir / 'mosquitto.log'}",
         f"user {getpass.getuser()}",
@@ -78,6 +182,7 @@ class Mosquitto:
         config: Path | None = None,
         extra: Mapping[str, str] | None = None,
         config_text: str | None = None,
+        secure: SecureFiles | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = port if port is not None else free_port()
@@ -88,6 +193,7 @@ class Mosquitto:
             else ((config or deploy_root() / "mosquitto" / "isopress.conf").read_text())
         )
         self._extra = dict(extra or {})
+        self.secure = secure
         self._proc: subprocess.Popen[bytes] | None = None
         self.config_path = workdir / "mosquitto.conf"
 
@@ -109,7 +215,9 @@ class Mosquitto:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(
-            render_config(self._template, port=self.port, workdir=self.workdir, extra=self._extra)
+            render_config(
+                self._template, port=self.port, workdir=self.workdir, extra=self._extra, secure=self.secure
+            )
         )
         self._proc = subprocess.Popen(
             [mosquitto_binary(), "-c", str(self.config_path)],
@@ -138,6 +246,16 @@ class Mosquitto:
     def stop(self) -> None:
         """SIGTERM: an orderly shutdown (the broker saves its persistence file)."""
         self._signal(signal.SIGTERM)
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password and ACL files (``systemctl reload``).
+
+        Connected clients stay, except those whose login the new password file refuses.
+        """
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            raise BrokerError("mosquitto is not running")
+        os.kill(proc.pid, signal.SIGHUP)
 
     def restart(self, timeout_s: float = 10.0) -> None:
         """Kill the broker and start it again on the same port."""

@@ -296,7 +296,6 @@ class SerialFaultProxy:
         master, slave = os.openpty()
         tty.setraw(slave)
         os.set_blocking(master, False)
-        self._master_fd = master
         # Our own slave descriptor keeps the pty alive between the agent's opens (a pty
         # whose slave side nobody holds reads as hung up).
         self._own_slave_fd = slave
@@ -305,18 +304,20 @@ class SerialFaultProxy:
             tmp.unlink()
         tmp.symlink_to(os.ttyname(slave))
         tmp.replace(self.link_path)
+        self._master_fd = master  # last: `connected` means the path is there
 
     def _unplug(self) -> None:
         self.stats.to_host.lost_while_disconnected += len(self._to_host.out)
         self._to_host.out.clear()
+        fds = (self._master_fd, self._own_slave_fd)
+        self._master_fd = -1  # first: `connected` is False before the agent sees the hang-up
+        self._own_slave_fd = -1
         with contextlib.suppress(FileNotFoundError):
             self.link_path.unlink()
-        for fd in (self._master_fd, self._own_slave_fd):
+        for fd in fds:
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self._master_fd = -1
-        self._own_slave_fd = -1
 
     def _draw_disconnect(self, now: float) -> float:
         return (

@@ -248,8 +248,10 @@ async def send_command(
 ) -> dict[str, Any] | None:
     """Publish a command like an operator's tool; return the reply (None if none came)."""
     if isinstance(payload, dict):
-        payload = json.dumps({"sent_at": datetime.now(UTC).isoformat(), **payload}).encode()
-    reply_topic = f"test/replies/{uuid.uuid4().hex[:8]}"
+        fresh = {"command_id": uuid.uuid4().hex, "sent_at": datetime.now(UTC).isoformat()}
+        payload = json.dumps({**fresh, **payload}).encode()
+    # The agent answers only under reply/<operator> (any other response topic is replaced).
+    reply_topic = f"isopress/{press_id}/reply/{operator}/{uuid.uuid4().hex[:8]}"
     correlation = uuid.uuid4().bytes
     async with aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
         await client.subscribe(reply_topic, qos=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,7 +46,7 @@ def _command(
     if payload is None:
         payload = {}
     if isinstance(payload, dict):
-        payload = {"sent_at": sent_at.isoformat(), **payload}
+        payload = {"command_id": uuid.uuid4().hex, "sent_at": sent_at.isoformat(), **payload}
         raw = json.dumps(payload).encode()
     else:
         raw = payload

@@ -2,10 +2,12 @@
 
 A command goes to the board only when all of this holds: not retained, a known verb, an
 operator name, well-formed JSON matching the verb's model, not expired (MQTT 5 message
-expiry) and not older than ``commands.max_age_s`` by its ``sent_at``, a board connected,
-the machine in a state that allows the verb, and (load-recipe) a recipe within the
-board's device profile. Every problem found is listed in the reply; every command,
-accepted or rejected, is logged with its operator.
+expiry) and not older than ``commands.max_age_s`` by its ``sent_at``, its ``command_id``
+not seen before from that operator (the replay guard), a board connected, the machine in
+a state that allows the verb, and (load-recipe) a recipe within the board's device
+profile. Every problem found is listed in the reply, each naming its field; every
+command, accepted or rejected, is logged with its operator. Nothing a payload holds can
+make the handler raise: whatever it is, the answer is a reply.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .payloads import (
 )
 from .press import LoadedRecipe, PressView
 from .recipe import RecipeProblem, check_recipe
+from .replay import ReplayGuard
 from .topics import OPERATOR_PATTERN
 
 __all__ = ["ALLOWED_STATES", "CommandHandler", "Outcome"]
@@ -98,6 +101,7 @@ class CommandHandler:
         self.accepted = 0
         self.rejected = 0
         self.ignored = 0
+        self.replay_guard = ReplayGuard(settings.max_age_s)
 
     async def handle(self, command: IncomingCommand) -> Outcome:
         """Validate, execute and answer one command."""
@@ -152,21 +156,29 @@ class CommandHandler:
             raise _Rejected("the command's MQTT message expiry passed before it could be executed")
         try:
             data = json.loads(command.payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _Rejected(f"malformed JSON payload: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            error = f"malformed JSON payload: {str(exc)[:200]}"
+            raise _Rejected(error, [_payload_problem("(payload)", "malformed", error)]) from None
         try:
             model = model_type.model_validate(data)
         except ValidationError as exc:
             problems = [_schema_problem(e) for e in exc.errors()]
             raise _Rejected(f"the payload does not match the {command.verb} command", problems) from None
-        age_s = (self._clock() - model.sent_at).total_seconds()
+        now = self._clock()
+        age_s = (now - model.sent_at).total_seconds()
         max_age_s, max_skew_s = self.settings.max_age_s, self.settings.max_clock_skew_s
         if age_s > max_age_s:
-            raise _Rejected(
-                f"stale command: sent {age_s:.1f} s ago, more than commands.max_age_s = {max_age_s:g} s"
-            )
+            error = f"stale command: sent {age_s:.1f} s ago, more than commands.max_age_s = {max_age_s:g} s"
+            raise _Rejected(error, [_payload_problem("sent_at", "stale", error)])
         if -age_s > max_skew_s:
-            raise _Rejected(f"sent_at is {-age_s:.1f} s in the future (clock skew above {max_skew_s:g} s)")
+            error = f"sent_at is {-age_s:.1f} s in the future (clock skew above {max_skew_s:g} s)"
+            raise _Rejected(error, [_payload_problem("sent_at", "clock_skew", error)])
+        # From here on the command is well-formed and fresh: its id is spent whatever the
+        # outcome, so a copy cannot run later when the state would allow it.
+        refusal = self.replay_guard.admit(command.operator, model.command_id, model.sent_at, now)
+        if refusal is not None:
+            problem = _payload_problem("command_id", refusal.reason, refusal.message)
+            raise _Rejected(refusal.message, [problem])
         if self.press.info is None or not self.press.board_connected:
             raise _Rejected("the board is not connected")
         if self.press.state is None:
@@ -188,10 +200,11 @@ class CommandHandler:
             if loaded is None:
                 raise _Rejected("no recipe loaded through this agent: send load-recipe first")
             if model.recipe_sha256 is not None and model.recipe_sha256 != loaded.sha256:
-                raise _Rejected(
+                error = (
                     f"recipe_sha256 {model.recipe_sha256[:12]}... is not the loaded recipe "
                     f"{loaded.recipe.name!r} ({loaded.sha256[:12]}...)"
                 )
+                raise _Rejected(error, [_payload_problem("recipe_sha256", "recipe_mismatch", error)])
         return model
 
     # -- execution -----------------------------------------------------------------------
@@ -264,6 +277,10 @@ def _schema_problem(error: Any) -> RecipeProblem:
     if error["type"] == "extra_forbidden":
         message = "unknown field"
     return RecipeProblem(field=loc, value=shown, limit=None, reason="malformed", message=message)
+
+
+def _payload_problem(field: str, reason: str, message: str) -> RecipeProblem:
+    return RecipeProblem(field=field, value=None, limit=None, reason=reason, message=message)
 
 
 def _nak_problem(reason: int, index: int) -> RecipeProblem:

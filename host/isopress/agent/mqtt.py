@@ -145,10 +145,15 @@ class MqttLink:
     async def reply(self, command: IncomingCommand, body: str) -> bool:
         """Publish a reply to the command's response topic (with its correlation data).
 
+        Only a response topic under ``reply/<operator>`` is used; any other is replaced by
+        that one (:meth:`~.topics.PressTopics.reply_topic`).
+
         Best effort: returns False when the broker is unreachable (the reply is logged
         by the caller either way).
         """
-        topic = command.response_topic or self.topics.fallback_reply(command.operator)
+        topic = self.topics.reply_topic(command.operator, command.response_topic)
+        if command.response_topic is not None and topic != command.response_topic:
+            log.warning("response topic %r is not under %s: replying there", command.response_topic, topic)
         props = _properties(PacketTypes.PUBLISH)
         if command.correlation_data is not None:
             props.CorrelationData = command.correlation_data

@@ -21,6 +21,7 @@ from .spool import STREAM_EVENT, STREAM_TELEMETRY, Outgoing
 from .topics import PressTopics
 
 __all__ = [
+    "COMMAND_ID_PATTERN",
     "AbortCommand",
     "CommandReply",
     "EventPayload",
@@ -277,8 +278,20 @@ class RunSummary(BaseModel):
 _IN = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+# A command's own id: a UUID (hex or with dashes) fits; 8 characters at least so that
+# counters like "1", "2" are not mistaken for ids.
+COMMAND_ID_PATTERN = r"^[A-Za-z0-9_.:-]{8,64}$"
+
+
 class _Command(BaseModel):
     model_config = _IN
+    command_id: str = Field(
+        pattern=COMMAND_ID_PATTERN,
+        description=(
+            "new for every command (a UUID); the same operator's id seen again within "
+            "commands.max_age_s is a replay and is refused"
+        ),
+    )
     sent_at: AwareDatetime = Field(
         description="when the operator sent it (UTC); older than max_age_s is rejected"
     )

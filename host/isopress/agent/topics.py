@@ -11,6 +11,9 @@ __all__ = ["OPERATOR_PATTERN", "PressTopics", "parse_command_topic"]
 # plain name so that it is safe in topics, logs and folder-free run records.
 OPERATOR_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
+# Wildcards cannot be published to; NUL is not allowed in a topic.
+_BAD_TOPIC_CHARS = frozenset("+#\0")
+
 
 @dataclass(frozen=True, slots=True)
 class PressTopics:
@@ -57,8 +60,24 @@ class PressTopics:
         return f"{self.base}/cmd/{operator}/{verb}"
 
     def fallback_reply(self, operator: str) -> str:
-        """Where replies go when a command names no MQTT 5 response topic."""
+        """Where replies go when a command names no usable MQTT 5 response topic."""
         return f"{self.base}/reply/{operator}"
+
+    def reply_topic(self, operator: str, response_topic: str | None) -> str:
+        """Where the reply to ``operator``'s command goes.
+
+        Its response topic when that lies in ``reply/<operator>`` (the topic itself or
+        below it), else :meth:`fallback_reply`: the agent never publishes a reply where
+        another operator reads (nor, through the broker's ACL, anywhere else), so a
+        response topic cannot make it speak for someone.
+        """
+        own = self.fallback_reply(operator)
+        if response_topic is None:
+            return own
+        inside = response_topic == own or response_topic.startswith(own + "/")
+        if inside and not _BAD_TOPIC_CHARS.intersection(response_topic) and len(response_topic) <= 1024:
+            return response_topic
+        return own
 
 
 def parse_command_topic(topics: PressTopics, topic: str) -> tuple[str, str] | None:
