@@ -13,7 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import control_step, link_bench, protocol_bench, sim_models_speed, spool_bench, virtual_board_speed
+from bench import (
+    control_step,
+    link_bench,
+    protocol_bench,
+    session_bench,
+    sim_models_speed,
+    spool_bench,
+    virtual_board_speed,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -33,7 +41,15 @@ def _machine() -> str:
 
 def main() -> int:
     results: list[dict[str, Any]] = []
-    modules = (virtual_board_speed, sim_models_speed, protocol_bench, control_step, link_bench, spool_bench)
+    modules = (
+        virtual_board_speed,
+        sim_models_speed,
+        protocol_bench,
+        control_step,
+        link_bench,
+        spool_bench,
+        session_bench,
+    )
     for module in modules:
         started = time.monotonic()
         print(f"running {module.__name__} ...", flush=True)

@@ -7,9 +7,9 @@
 2. Live at 100 Hz: ``isopress agent --fake-board`` (a subprocess) streams 100 Hz samples;
    this process subscribes and measures sample-to-subscriber latency (sample wall time,
    stamped when the sample reaches the host, to arrival at the subscriber: spool, batching,
-   broker included) and the agent process's CPU. The serial link is not in this path yet
-   (the serial session is integrated later), and the fake board's own work is included in
-   the CPU figure.
+   broker included) and the agent process's CPU. The serial link is not in this path
+   (bench/session_bench.py measures the agent over the serial session to the virtual
+   board), and the fake board's own work is included in the CPU figure.
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ def run() -> list[dict[str, Any]]:
             "metric": "agent CPU at 100 Hz without the fake board (difference of the two medians)",
             "value": round(live["cpu_pct"] - board_cpu, 2),
             "unit": "%",
-            "target": "<= 5 (serial session not included yet)",
+            "target": "<= 5 (no serial session: see session_bench)",
         },
     ]
 

@@ -378,6 +378,23 @@ class SequenceTracker:
         self._asks = []
         self.latest = latest
 
+    def restore(self, latest: int, ranges: list | tuple) -> None:
+        """Resume from a saved state: latest and missing_ranges() as they were (e.g. the
+        host restarted while the board kept its sequence). Open requests are forgotten;
+        ranges that are empty, not behind latest or beyond max_ranges (the oldest) are
+        dropped, the last ones counted as lost."""
+        self._asks = []
+        self.latest = latest & 0xFFFFFFFF
+        keep = []
+        for r in ranges:
+            first, count = r[0] & 0xFFFFFFFF, r[1]
+            if count > 0 and seq32_diff(latest, seq32_add(first, count - 1)) >= 0:
+                keep.append([first, count])
+        while len(keep) > self.max_ranges:
+            self.lost += keep.pop(0)[1]
+            self.ranges_dropped += 1
+        self._ranges = keep
+
     def observe(self, seq: int) -> bool:
         """A live record with sequence seq arrived. False: duplicate, drop it."""
         if self.latest < 0:

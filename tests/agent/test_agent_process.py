@@ -1,4 +1,4 @@
-"""``isopress agent`` as a process: last will on SIGKILL, clean stop on SIGTERM, refusals."""
+"""``isopress agent`` as a process: last will on SIGKILL, clean stop on SIGTERM, no board, refusals."""
 
 from __future__ import annotations
 
@@ -41,10 +41,10 @@ folder = "{tmp_path / "runs"}"
     return path
 
 
-def _start(config: Path) -> subprocess.Popen[bytes]:
+def _start(config: Path, *options: str) -> subprocess.Popen[bytes]:
     log = (config.parent / "agent.log").open("ab")
     return subprocess.Popen(
-        [ISOPRESS, "agent", "--config", str(config), "--fake-board"],
+        [ISOPRESS, "agent", "--config", str(config), *(options or ("--fake-board",))],
         stdout=subprocess.DEVNULL,
         stderr=log,
     )
@@ -84,13 +84,49 @@ def test_sigkill_leaves_the_last_will_and_a_restart_comes_back_online(
     assert rcs == [0]
 
 
-def test_without_the_fake_board_the_agent_refuses_clearly(broker: Mosquitto, tmp_path: Path) -> None:
+def test_a_port_url_pyserial_cannot_open_stops_the_agent_with_words(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
     config = _config(broker, tmp_path, unique_press_id("proc"))
     proc = subprocess.run(
-        [ISOPRESS, "agent", "--config", str(config)], capture_output=True, text=True, timeout=60, check=False
+        [ISOPRESS, "agent", "--config", str(config), "--port", "bogus://press"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 2
-    assert "serial session" in proc.stderr and "--fake-board" in proc.stderr
+    assert "--port: 'bogus://press' is not a serial port URL pyserial can open" in proc.stderr
+    assert "protocol 'bogus' not known" in proc.stderr and "socket://host:port" in proc.stderr
+
+
+def test_without_a_board_the_agent_stays_online_and_keeps_trying_the_port(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    press_id = unique_press_id("proc")
+    config = _config(broker, tmp_path, press_id)
+    log = tmp_path / "agent.log"
+    rcs: list[int | None] = []
+
+    async def body(sub: Subscriber) -> None:
+        proc = _start(config, "--port", str(tmp_path / "no-board"))  # no --fake-board: the serial session
+        try:
+            await eventually(lambda: sub.on("/status")[-1:] == ["online"], 15, "online")
+            await eventually(
+                lambda: log.read_text().count("cannot open serial port") >= 2, 10, "two attempts"
+            )
+            states = sub.on("/state")
+            assert states and states[-1]["board_connected"] is False and states[-1]["state"] == "unknown"
+            proc.send_signal(signal.SIGTERM)
+            rcs.append(await asyncio.to_thread(proc.wait, 15))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    asyncio.run(with_subscriber(broker, f"isopress/{press_id}/#", body))
+    assert rcs == [0]
+    assert f"cannot open serial port {tmp_path / 'no-board'}" in log.read_text()
 
 
 def test_a_bad_config_stops_the_agent_with_every_problem(tmp_path: Path) -> None:

@@ -30,11 +30,13 @@ from isopress.agent.recipe import (
     recipe_canonical_bytes,
     recipe_duration_s,
     recipe_id,
+    recipe_segments,
     recipe_sha256,
 )
 from isopress.agent.schemas import main as schemas_main
 from isopress.agent.schemas import render_schemas, schema_folder
 from isoproto import codes, names
+from isoproto import recipe as wire_recipe
 
 
 def test_checked_in_schemas_match_the_models() -> None:
@@ -113,6 +115,9 @@ def test_recipe_hash_is_over_the_protocol_segment_records() -> None:
         + struct.pack("<Bfff", codes.SEG_RAMP, 0.0, 0.5, 0.0)
     )
     assert recipe_canonical_bytes(recipe) == expected
+    # the same bytes and id as the protocol's own functions (the board's)
+    assert wire_recipe.recipe_bytes(recipe_segments(recipe)) == expected
+    assert wire_recipe.recipe_id(recipe_segments(recipe)) == recipe_id(recipe)
     assert recipe_sha256(recipe) == hashlib.sha256(expected).hexdigest()
     assert recipe_id(recipe) == int.from_bytes(hashlib.sha256(expected).digest()[:4], "big")
     renamed = Recipe.model_validate({**GOOD_RECIPE, "name": "other name"})

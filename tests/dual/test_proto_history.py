@@ -139,3 +139,24 @@ def test_requests_take_in_small_gaps_up_to_one_frame():
     assert t.requests(0) == [(catalog.STREAM_SAMPLES, 1, 8)]  # 1..8 in one request
     t.cancel_request(1)
     assert t.requests(1) == [(catalog.STREAM_SAMPLES, 1, 8)]
+
+
+def test_tracker_restores_a_saved_state_and_carries_on():
+    saved = SequenceTracker()
+    saved.observe(100)
+    saved.observe(105)  # 101..104 missing
+    saved.observe(110)  # 106..109 missing
+    assert saved.on_backfill(107)
+    t = SequenceTracker(max_ranges=2)
+    t.requests(0)
+    t.restore(saved.latest, saved.missing_ranges())
+    assert t.latest == 110 and t.missing_ranges() == [(101, 4), (106, 1), (108, 2)][-2:]
+    assert t.lost == 4 and t.ranges_dropped == 1  # max_ranges 2: the oldest range given up
+    assert t.observe(111) and not t.observe(110)  # the present continues, old seqs are duplicates
+    assert t.on_backfill(106) and t.missing_ranges() == [(108, 2)]
+    t.note_latest(115)  # a gap at the end shows up as before
+    assert t.missing_ranges() == [(108, 2), (112, 4)]
+    u = SequenceTracker()
+    u.restore(0xFFFFFFFF, [(0xFFFFFFF0, 0), (5, 3), (0xFFFFFFFE, 1)])  # empty and future ranges dropped
+    assert u.missing_ranges() == [(0xFFFFFFFE, 1)] and u.lost == 0
+    assert u.observe(0) and u.latest == 0

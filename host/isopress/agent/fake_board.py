@@ -3,8 +3,8 @@
 This is NOT the virtual board (that runs the real firmware under MicroPython) and not a
 plant model: the pressure simply follows the setpoint with a first-order lag. It exists so
 that the agent's components (spool, MQTT, commands, run records) can be exercised end to
-end before the serial session is integrated. It implements :class:`~.board.BoardPort`
-and produces the same :data:`~.model.BoardUpdate` stream the serial session will.
+end without a board or a serial link. It implements :class:`~.board.BoardPort` and
+produces the same :data:`~.model.BoardUpdate` stream the serial session does.
 """
 
 from __future__ import annotations

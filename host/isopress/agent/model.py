@@ -24,6 +24,7 @@ __all__ = [
     "LinkDown",
     "Sample",
     "SessionCheckpoint",
+    "SessionNotice",
     "describe_event",
     "fault_names",
     "host_lost_policy_name",
@@ -78,8 +79,8 @@ class Sample:
 
     ``(boot_count, seq)`` identifies a sample for ever: ``seq`` restarts when the board
     reboots, ``boot_count`` does not. ``wall_time`` is the host's UTC estimate of when the
-    board took the sample (for a live sample: when it arrived; for a backfilled one: from
-    the board-clock offset measured at the handshake).
+    board took the sample: ``board_ms`` mapped through the board-clock offset the serial
+    session measures from heartbeats (the same for live and backfilled samples).
     """
 
     boot_count: int
@@ -247,6 +248,22 @@ class CommandResult:
         return reason_text(self.reason)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionNotice:
+    """Something the serial session tells the operator: the agent publishes it as an agent event.
+
+    ``kind`` is the event's kind: ``records_lost`` (history the board no longer held when
+    the host asked for it; ``detail`` = how many), ``board_refused`` (another protocol
+    major), ``profile_mismatch`` (HELLO's profile hash is not the PROFILE's), ``board_reset``
+    (the board rebooted while no agent was connected).
+    """
+
+    wall_time: datetime
+    kind: str
+    reason: str
+    detail: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class SessionCheckpoint:
     """Opaque state of the serial session, stored atomically with the samples before it.
@@ -263,4 +280,4 @@ class SessionCheckpoint:
 
 
 # What the serial session hands the agent, in the order it happened.
-BoardUpdate = Sample | BoardEvent | BoardInfo | LinkDown | SessionCheckpoint
+BoardUpdate = Sample | BoardEvent | BoardInfo | LinkDown | SessionCheckpoint | SessionNotice

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import struct
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from isoproto import codes
+from isoproto import recipe as wire_recipe
 
 from .model import DeviceProfile, reason_name, reason_text
 
@@ -26,6 +26,7 @@ __all__ = [
     "check_recipe",
     "recipe_canonical_bytes",
     "recipe_id",
+    "recipe_segments",
     "recipe_sha256",
 ]
 
@@ -75,23 +76,24 @@ class RecipeProblem(BaseModel):
     message: str = Field(description="the problem in words")
 
 
-_SEGMENT = struct.Struct("<Bfff")  # kind, target_mpa, rate_mpa_s, duration_s (protocol v1)
+def recipe_segments(recipe: Recipe) -> list[tuple[int, float, float, float]]:
+    """The segments as the protocol carries them: ``(kind, target_mpa, rate_mpa_s, duration_s)``."""
+    out: list[tuple[int, float, float, float]] = []
+    for seg in recipe.segments:
+        if isinstance(seg, RampSegment):
+            out.append((codes.SEG_RAMP, seg.target_mpa, seg.rate_mpa_s, 0.0))
+        else:
+            out.append((codes.SEG_HOLD, 0.0, 0.0, seg.duration_s))
+    return out
 
 
 def recipe_canonical_bytes(recipe: Recipe) -> bytes:
     """The segments as the protocol's LOAD_RECIPE_CHUNK records, concatenated.
 
-    Both sides hash these bytes, so the host and the board agree on which recipe is loaded.
-    NOTE for the integration: once ``isoproto`` exports its canonical-bytes function, this
-    must become a call to it (a test should pin both to the same bytes).
+    Both sides hash these bytes (:func:`isoproto.recipe.recipe_bytes`, the board's own
+    function), so the host and the board agree on which recipe is loaded.
     """
-    out = bytearray()
-    for seg in recipe.segments:
-        if isinstance(seg, RampSegment):
-            out += _SEGMENT.pack(codes.SEG_RAMP, seg.target_mpa, seg.rate_mpa_s, 0.0)
-        else:
-            out += _SEGMENT.pack(codes.SEG_HOLD, 0.0, 0.0, seg.duration_s)
-    return bytes(out)
+    return wire_recipe.recipe_bytes(recipe_segments(recipe))
 
 
 def recipe_sha256(recipe: Recipe) -> str:

@@ -30,7 +30,7 @@ from ..runs.record import RunRecorder
 from .board import BoardPort
 from .commands import CommandHandler
 from .config import AgentConfig
-from .model import BoardEvent, BoardInfo, BoardUpdate, LinkDown, Sample, SessionCheckpoint
+from .model import BoardEvent, BoardInfo, BoardUpdate, LinkDown, Sample, SessionCheckpoint, SessionNotice
 from .mqtt import MqttLink
 from .payloads import RunSummary, agent_event_outgoing, event_outgoing, sample_outgoing
 from .press import LoadedRecipe, PressView
@@ -204,6 +204,8 @@ class Agent:
             elif isinstance(update, LinkDown):
                 self.press.on_link_down(update)
                 self._agent_event("board_link_lost", f"serial link to the board lost: {update.reason}")
+            elif isinstance(update, SessionNotice):
+                self._agent_event(update.kind, update.reason, detail=update.detail)
         self._publish_state()
 
     def _on_info(self, info: BoardInfo) -> None:
