@@ -31,6 +31,7 @@ __all__ = [
     "compile_module",
     "config_checksum",
     "seal_config",
+    "seal_config_text",
     "shared_sources",
 ]
 
@@ -101,24 +102,29 @@ def config_checksum(text: str) -> str:
     return f"{_CHECKSUM_PREFIX}{zlib.crc32(blank.encode()) & 0xFFFFFFFF:08x}"
 
 
-def seal_config(path: Path) -> str:
-    """(Re)write the checksum of the config file at ``path``; returns the new checksum.
-
-    A file without a checksum field gets ``"checksum"`` added as its last key.
-    """
-    text = path.read_text()
+def seal_config_text(text: str, source: str = "config") -> str:
+    """The config text with its checksum (re)computed; a text without a checksum field
+    gets ``"checksum"`` added as its last key."""
     if text.find(_CHECKSUM_KEY) < 0:
         body = text.rstrip()
         if not body.endswith("}"):
-            raise ValueError(f"{path}: not a JSON object")
+            raise ValueError(f"{source}: not a JSON object")
         body = body[:-1].rstrip()
         text = body + ',\n  "checksum": "crc32:00000000"\n}\n'
     checksum = config_checksum(text)
     key = text.find(_CHECKSUM_KEY)
     start = text.find(_CHECKSUM_PREFIX, key) + len(_CHECKSUM_PREFIX)
-    text = text[:start] + checksum[len(_CHECKSUM_PREFIX) :] + text[start + 8 :]
+    return text[:start] + checksum[len(_CHECKSUM_PREFIX) :] + text[start + 8 :]
+
+
+def seal_config(path: Path) -> str:
+    """(Re)write the checksum of the config file at ``path``; returns the new checksum.
+
+    A file without a checksum field gets ``"checksum"`` added as its last key.
+    """
+    text = seal_config_text(path.read_text(), str(path))
     path.write_text(text)
-    return checksum
+    return config_checksum(text)
 
 
 def _board_config_module() -> Any:
