@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, Coroutine, Sequence
+from collections.abc import AsyncIterable, Callable, Coroutine, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from isoproto import codes
 
@@ -41,6 +41,8 @@ from .topics import PressTopics
 __all__ = ["SESSION_CHECKPOINT_KEY", "Agent", "AgentFailed", "read_session_checkpoint"]
 
 SESSION_CHECKPOINT_KEY = "session_checkpoint"
+_HOOKS_GRACE_S = 30.0  # at shutdown, finished runs' metrics and plots get this long
+_T = TypeVar("_T")
 
 
 class AgentFailed(RuntimeError):
@@ -97,13 +99,18 @@ class Agent:
         self._running: list[asyncio.Task[None]] = []
         self._done = asyncio.Event()
         self._fingerprint: tuple[object, ...] | None = None
+        self._hook_work: set[asyncio.Future[Any]] = set()
 
     # -- life cycle --------------------------------------------------------------------
     async def __aenter__(self) -> Agent:
         self.spool.open()
         self._restore_recipe()
         self.recorder = RunRecorder(
-            self.config.runs.folder, self.config.agent.press_id, hooks=self._hooks, publish=self._publish_run
+            self.config.runs.folder,
+            self.config.agent.press_id,
+            hooks=self._hooks,
+            publish=self._publish_run,
+            background=self._in_worker,
         )
         self.handler = CommandHandler(
             self.config.commands,
@@ -134,6 +141,10 @@ class Agent:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         assert self._tasks is not None
+        if self._hook_work:
+            # A run that just ended still gets its metrics, plot and published summary.
+            await asyncio.wait(self._hook_work, timeout=_HOOKS_GRACE_S)
+            await asyncio.sleep(0)  # their done callbacks
         for task in self._running:
             task.cancel()
         try:
@@ -211,10 +222,11 @@ class Agent:
     def _on_info(self, info: BoardInfo) -> None:
         assert self.recorder is not None
         previous = self.press.on_info(info)
-        self.recorder.on_info(info)
+        # Runs of an earlier boot end here, whether this agent saw that boot or reopened
+        # their records from disk after a restart (the board rebooted while it was down).
+        interrupted = self.recorder.on_info(info)
+        runs = f"; run(s) {', '.join(interrupted)} interrupted" if interrupted else ""
         if previous is not None:
-            interrupted = self.recorder.board_rebooted(previous.boot_count)
-            runs = f"; run(s) {', '.join(interrupted)} interrupted" if interrupted else ""
             self._agent_event(
                 "board_reset",
                 f"board rebooted (reset cause: {info.reset_cause_name}); boot count "
@@ -225,7 +237,7 @@ class Agent:
             self._agent_event(
                 "board_connected",
                 f"board {info.board_kind} {info.board_id} connected: firmware {info.firmware_version}, "
-                f"protocol {info.protocol_version}, boot {info.boot_count}",
+                f"protocol {info.protocol_version}, boot {info.boot_count}{runs}",
                 detail=info.boot_count,
             )
 
@@ -276,6 +288,23 @@ class Agent:
         if fingerprint != self._fingerprint:
             self._fingerprint = fingerprint
             self.link.set_state(self.press.payload_json())
+
+    def _in_worker(self, work: Callable[[], _T], done: Callable[[_T], None]) -> None:
+        """The run recorder's hooks (metrics, plot) in a worker thread; ``done`` back here."""
+        future = asyncio.get_running_loop().run_in_executor(None, work)
+        self._hook_work.add(future)
+
+        def finished(f: asyncio.Future[_T]) -> None:
+            self._hook_work.discard(f)
+            if f.cancelled() or f.exception() is not None:
+                log.error("run hooks failed: %r", None if f.cancelled() else f.exception())
+                return
+            try:
+                done(f.result())
+            except Exception:  # a spool failure here is the dispatch loop's to report
+                log.exception("closing a run record failed")
+
+        future.add_done_callback(finished)
 
     def _publish_run(self, summary: RunSummary) -> None:
         body = summary.model_dump_json()
