@@ -299,7 +299,7 @@ def test_the_hil_hooks_give_a_record_hil_run_metrics_and_a_plot(tmp_path: Path) 
     # (the synthetic ramp ends at 9.9 MPa, then holds at exactly 10)
     assert metrics["peak_mpa"] == pytest.approx(10.0) and metrics["overshoot_mpa"] == 0.0
     assert metrics["hold_error_rms_mpa"] == pytest.approx(0.0, abs=1e-9)
-    assert metrics["final_state"] == "depressurising" and metrics["sim_s"] == pytest.approx(27.9)
+    assert metrics["final_state"] == "complete" and metrics["sim_s"] == pytest.approx(27.9)
     assert [r["segment"] for r in metrics["ramps"]] == [0, 2]  # type: ignore[index, union-attr]
     png = (folder / "plot.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
@@ -337,6 +337,19 @@ def test_a_board_that_rebooted_while_the_agent_was_down_closes_the_run_on_reconn
     assert summary.operator == "erin" and summary.ended_at is not None
     assert RunSummary.model_validate_json((Path(summary.record_path) / "run.json").read_text()) == summary
     assert RunRecorder(tmp_path, "p").open_runs == {}  # a third agent finds nothing to reopen
+
+
+def test_an_accepted_abort_survives_an_agent_restart(tmp_path: Path) -> None:
+    first = RunRecorder(tmp_path, "p")
+    first.on_info(_info(boot=4))
+    first.expect_start("erin", RECIPE, 1)
+    first.on_sample(_sample(1, 0, codes.ST_PRESSURISING, 0.1, boot=4))
+    first.mark_aborted()
+    first.close()  # the agent stops; the board is reset before the abort's ramp-down ends
+    second = RunRecorder(tmp_path, "p")
+    second.on_info(_info(boot=5))
+    (record,) = list_runs(tmp_path)
+    assert record.summary.outcome == "aborted"
 
 
 def test_hooks_in_the_background_publish_the_summary_when_they_are_done(tmp_path: Path) -> None:

@@ -107,8 +107,16 @@ def _metrics(folder: Path) -> Metrics:
 
 
 def record_metrics(folder: Path) -> dict[str, object]:
-    """``isopress hil run``'s metrics of a record (``sim_s`` is the run's length, s)."""
-    return _metrics(folder).to_json()
+    """``isopress hil run``'s metrics of a record (``sim_s`` is the run's length, s).
+
+    ``final_state`` is the board's state at the run's end as ``run.json`` has it: the
+    trace may stop a sample before it (the board's run-ended event closes the record).
+    """
+    metrics = _metrics(folder).to_json()
+    summary_path = folder / "run.json"
+    if summary_path.exists():
+        metrics["final_state"] = json.loads(summary_path.read_text())["final_state"]
+    return metrics
 
 
 def plot_record(folder: Path, png: Path) -> None:

@@ -231,6 +231,7 @@ class RunRecorder:
         """An abort was accepted: the runs now open end as ``aborted`` unless they fault."""
         for run in self.open_runs.values():
             run.aborted = True
+            _save_state(run)  # an agent restarted before the run's end still knows
 
     def flush(self) -> None:
         """Push buffered trace lines to disk (the agent calls this about once a second)."""
@@ -362,11 +363,10 @@ class RunRecorder:
             record_path=str(run.folder),
             metrics=metrics,
         )
-        state = {"boot_count": run.boot_count, "start_board_ms": run.start_board_ms, "aborted": run.aborted}
         tmp = run.folder / "run.json.tmp"
         tmp.write_text(summary.model_dump_json(indent=2) + "\n")
         os.replace(tmp, run.folder / "run.json")  # never a half-written run.json
-        (run.folder / ".recorder.json").write_text(json.dumps(state) + "\n")
+        _save_state(run)
         return summary
 
     def _reopen_running(self) -> None:
@@ -402,6 +402,14 @@ class RunRecorder:
             )
             self.open_runs[(run.boot_count, run.board_run_id)] = run
             log.info("run %s reopened after an agent restart", run.run_id)
+
+
+def _save_state(run: OpenRun) -> None:
+    """``.recorder.json``: what a restarted recorder needs beyond ``run.json``."""
+    state = {"boot_count": run.boot_count, "start_board_ms": run.start_board_ms, "aborted": run.aborted}
+    tmp = run.folder / ".recorder.json.tmp"
+    tmp.write_text(json.dumps(state) + "\n")
+    os.replace(tmp, run.folder / ".recorder.json")
 
 
 def profile_document(info: BoardInfo) -> dict[str, object]:
