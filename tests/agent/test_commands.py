@@ -256,3 +256,60 @@ def test_simple_verbs_reach_the_board_in_their_states(verb: str, state: int, cal
     outcome, board, _ = _handle(_command(verb), press=_press(state))
     assert outcome.reply is not None and outcome.reply.accepted
     assert board.calls == [(call, ())]
+
+
+def test_a_start_right_after_the_load_ack_is_judged_by_the_acknowledged_state() -> None:
+    """The load-recipe ACK makes the view READY at once; samples from before the load
+    (still saying idle) do not take it back, so an immediate start is accepted."""
+    clock = [100.0]
+    press = PressView("p1", monotonic=lambda: clock[0])
+    press.on_info(make_info())
+    press.on_sample(make_sample(1, state=codes.ST_IDLE))
+    board = RecordingBoard(result=CommandResult(ok=True, value=1))
+    handler = CommandHandler(CommandsSection(), board, press, clock=lambda: NOW, monotonic=lambda: 100.0)
+
+    async def go() -> tuple[Outcome, Outcome]:
+        loaded = await handler.handle(_command("load-recipe", {"recipe": GOOD_RECIPE}))
+        assert press.state == codes.ST_READY and press.state_name == "ready"
+        press.on_sample(make_sample(2, state=codes.ST_IDLE))  # taken before the board loaded it
+        assert press.state == codes.ST_READY
+        started = await handler.handle(_command("start", {}))
+        return loaded, started
+
+    loaded, started = asyncio.run(go())
+    assert loaded.reply is not None and loaded.reply.accepted
+    assert started.reply is not None and started.reply.accepted, started.reply
+    assert [name for name, _ in board.calls] == ["load_recipe", "start"]
+
+
+def test_the_acknowledged_state_yields_to_the_board_once_a_sample_shows_another() -> None:
+    clock = [100.0]
+    press = PressView("p1", monotonic=lambda: clock[0])
+    press.on_info(make_info())
+    press.on_sample(make_sample(1, state=codes.ST_IDLE))
+    press.expect(codes.ST_READY, (codes.ST_IDLE, codes.ST_COMPLETE))
+    press.on_sample(make_sample(2, state=codes.ST_READY))  # the board caught up
+    press.on_sample(make_sample(3, state=codes.ST_IDLE))  # and went idle (e.g. a new profile)
+    assert press.state == codes.ST_IDLE
+    press.expect(codes.ST_READY, (codes.ST_IDLE, codes.ST_COMPLETE))
+    press.on_sample(make_sample(4, state=codes.ST_FAULT))  # any other state is the board's word
+    assert press.state == codes.ST_FAULT
+    press.expect(codes.ST_READY, (codes.ST_IDLE, codes.ST_COMPLETE))
+    clock[0] += 1.5  # past EXPECT_HOLD_S: a board still saying idle is believed
+    press.on_sample(make_sample(5, state=codes.ST_IDLE))
+    assert press.state == codes.ST_IDLE
+
+
+def test_a_start_expectation_believes_samples_of_the_new_run_and_yields_to_an_abort() -> None:
+    press = PressView("p1", monotonic=lambda: 100.0)
+    press.on_info(make_info())
+    press.on_sample(make_sample(1, state=codes.ST_READY, run_id=4))
+    press.expect(codes.ST_PRESSURISING, (codes.ST_READY, codes.ST_COMPLETE), run_id=5)
+    press.on_sample(make_sample(2, state=codes.ST_READY, run_id=4))  # from before the start
+    assert press.state == codes.ST_PRESSURISING
+    press.on_sample(make_sample(3, state=codes.ST_COMPLETE, run_id=5))  # a run over in no time
+    assert press.state == codes.ST_COMPLETE
+    press.expect(codes.ST_PRESSURISING, (codes.ST_READY, codes.ST_COMPLETE), run_id=6)
+    press.settle()  # an abort was acknowledged: at ambient the board is ready at once
+    press.on_sample(make_sample(4, state=codes.ST_READY, run_id=5))
+    assert press.state == codes.ST_READY

@@ -140,6 +140,8 @@ class CommandHandler:
                 self._reply(command, state_at_receipt, error=error, problems=problems, board=answer)
             )
         self.accepted += 1
+        if command.verb not in ("load-recipe", "start"):
+            self.press.settle()  # e.g. an abort right after a start: the board's word again
         log.info("command %s accepted by the board (value %d)", who, result.value)
         reply = self._reply(command, state_at_receipt, board=answer, **extra)
         return Outcome(reply, started_run=result.value if command.verb == "start" else None)
@@ -217,6 +219,8 @@ class CommandHandler:
                     result = await self.board.load_recipe(model.recipe, loaded.recipe_id)
                     if result.ok:
                         self.press.recipe = loaded
+                        # The board is READY now; the next sample may still say idle.
+                        self.press.expect(codes.ST_READY, (codes.ST_IDLE, codes.ST_COMPLETE))
                         if self._on_recipe_loaded is not None:
                             self._on_recipe_loaded(loaded)
                     extra["recipe"] = loaded.ref()

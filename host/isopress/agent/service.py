@@ -314,10 +314,9 @@ class Agent:
         assert self.recorder is not None
         self.press.run_id = self.recorder.expect_start(operator, recipe, board_run_id)
         self.press.board_run_id = board_run_id
-        # Until the next sample says so, assume the board did what it acknowledged, so a
-        # second start arriving within the same sample period is refused here too.
-        if self.press.state is not None and self.press.state in (codes.ST_READY, codes.ST_COMPLETE):
-            self.press.state = codes.ST_PRESSURISING
+        # The board runs now: a second start within the same sample period is refused here
+        # too, and a sample from before the start does not say ready again.
+        self.press.expect(codes.ST_PRESSURISING, (codes.ST_READY, codes.ST_COMPLETE), run_id=board_run_id)
 
     def _remember_recipe(self, loaded: LoadedRecipe) -> None:
         self.spool.set_meta("loaded_recipe", loaded.recipe.model_dump_json())
