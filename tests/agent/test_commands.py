@@ -313,3 +313,83 @@ def test_a_start_expectation_believes_samples_of_the_new_run_and_yields_to_an_ab
     press.settle()  # an abort was acknowledged: at ambient the board is ready at once
     press.on_sample(make_sample(4, state=codes.ST_READY, run_id=5))
     assert press.state == codes.ST_READY
+
+
+def test_a_command_the_board_answers_late_is_pending_then_settled_never_abandoned() -> None:
+    """Late execution: the board answers a start after commands.board_timeout_s. The first
+    reply says pending (it may still execute); when the ACK comes the start is finished
+    (the run is opened for its operator) and the final reply goes to on_settled."""
+    press = _press(codes.ST_READY)
+    press.recipe = LoadedRecipe.of(Recipe.model_validate(GOOD_RECIPE))
+    board = RecordingBoard(result=CommandResult(ok=True, value=9), delay_s=0.3)
+    started: list[tuple[str, int]] = []
+    settled: list[tuple[IncomingCommand, Outcome]] = []
+
+    async def on_settled(command: IncomingCommand, outcome: Outcome) -> None:
+        settled.append((command, outcome))
+
+    handler = CommandHandler(
+        CommandsSection(board_timeout_s=0.05),
+        board,
+        press,
+        on_start=lambda operator, recipe, run: started.append((operator, run)),
+        on_settled=on_settled,
+        clock=lambda: NOW,
+        monotonic=lambda: 100.0,
+    )
+    start = _command("start", {})
+
+    async def go() -> tuple[Outcome, Outcome, Outcome]:
+        first = await handler.handle(start)
+        assert started == [] and handler.pending  # not executed yet, not forgotten either
+        meanwhile = await handler.handle(_command("load-recipe", {"recipe": GOOD_RECIPE}))
+        abort = await handler.handle(_command("abort"))  # never refused for a pending command
+        await asyncio.sleep(0.5)
+        return first, meanwhile, abort
+
+    first, meanwhile, abort = asyncio.run(go())
+    assert first.reply is not None and first.reply.pending and not first.reply.accepted
+    assert "may yet execute: its final reply follows on this response topic" in (first.reply.error or "")
+    assert meanwhile.reply is not None and not meanwhile.reply.accepted
+    assert "start from 'alice'" in (meanwhile.reply.error or "") and "may still execute" in (
+        meanwhile.reply.error or ""
+    )
+    assert abort.reply is not None and "abort is not allowed while the press is ready" in (
+        abort.reply.error or ""
+    )
+    assert [name for name, _ in board.calls] == ["start"]  # nothing else reached the board
+    assert started == [("alice", 9)]  # the late ACK still opened the run for its operator
+    finals = {c.verb: o for c, o in settled}
+    final = finals["start"]
+    assert final.late and final.reply is not None and final.reply.accepted and not final.reply.pending
+    assert final.reply.board is not None and final.reply.board.value == 9
+    assert final.reply.command_id == first.reply.command_id is not None
+    assert settled[0][0] is start and not handler.pending
+
+
+def test_a_pending_command_the_board_never_gets_settles_as_rejected() -> None:
+    board = RecordingBoard(error=BoardUnavailable("no reply from the board (8 tries)"), delay_s=0.2)
+    settled: list[Outcome] = []
+
+    async def on_settled(_command: IncomingCommand, outcome: Outcome) -> None:
+        settled.append(outcome)
+
+    handler = CommandHandler(
+        CommandsSection(board_timeout_s=0.05),
+        board,
+        _press(codes.ST_HOLDING),
+        on_settled=on_settled,
+        clock=lambda: NOW,
+        monotonic=lambda: 100.0,
+    )
+
+    async def go() -> Outcome:
+        first = await handler.handle(_command("pause"))
+        await asyncio.sleep(0.4)
+        return first
+
+    first = asyncio.run(go())
+    assert first.reply is not None and first.reply.pending
+    (final,) = settled
+    assert final.late and final.reply is not None and not final.reply.accepted and not final.reply.pending
+    assert final.reply.error == "the board could not be reached: no reply from the board (8 tries)"

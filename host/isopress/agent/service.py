@@ -11,7 +11,9 @@ instead of growing a queue. Tasks, all in one ``TaskGroup``:
 
 - *dispatch*: each burst is written to the spool in one transaction FIRST, then fed to
   the press view (retained ``state``) and the run recorder;
-- *commands*: MQTT commands through the handler to the board, replies back;
+- *commands*: MQTT commands through the handler to the board, replies back (a command
+  the board has not answered in ``commands.board_timeout_s`` is replied ``pending`` and
+  gets a second, final reply when the board answers: see docs/mqtt.md);
 - *housekeeping*: once a second, flush run traces and report spool drops as an event.
 """
 
@@ -28,10 +30,10 @@ from isoproto import codes
 from ..runs.hooks import RunHooks, hil_hooks
 from ..runs.record import RunRecorder
 from .board import BoardPort
-from .commands import CommandHandler
+from .commands import CommandHandler, Outcome
 from .config import AgentConfig
 from .model import BoardEvent, BoardInfo, BoardUpdate, LinkDown, Sample, SessionCheckpoint, SessionNotice
-from .mqtt import MqttLink
+from .mqtt import IncomingCommand, MqttLink
 from .payloads import RunSummary, agent_event_outgoing, event_outgoing, sample_outgoing
 from .press import LoadedRecipe, PressView
 from .recipe import Recipe
@@ -118,6 +120,7 @@ class Agent:
             self.press,
             on_start=self._on_start,
             on_recipe_loaded=self._remember_recipe,
+            on_settled=self._answer,
         )
         await self.link.__aenter__()
         self._publish_state()
@@ -242,24 +245,29 @@ class Agent:
             )
 
     async def _command_loop(self) -> None:
-        assert self.handler is not None and self.recorder is not None
+        assert self.handler is not None
         async for command in self.link.commands():
-            outcome = await self.handler.handle(command)
-            if outcome.reply is None:
-                self._agent_event(
-                    "command_ignored", f"{command.verb} from {command.operator}: retained, ignored"
-                )
-                continue
-            reply = outcome.reply
-            if reply.accepted and command.verb == "abort":
-                self.recorder.mark_aborted()
-            verdict = "accepted" if reply.accepted else f"rejected: {reply.error}"
-            self._agent_event(
-                "command_accepted" if reply.accepted else "command_rejected",
-                f"{command.verb} from {command.operator}: {verdict}",
-            )
-            self._publish_state()
-            await self.link.reply(command, reply.model_dump_json())
+            await self._answer(command, await self.handler.handle(command))
+
+    async def _answer(self, command: IncomingCommand, outcome: Outcome) -> None:
+        """Log, record and reply one command's outcome (also the late, final one of a pending command)."""
+        assert self.recorder is not None
+        if outcome.reply is None:
+            self._agent_event("command_ignored", f"{command.verb} from {command.operator}: retained, ignored")
+            return
+        reply = outcome.reply
+        if reply.accepted and command.verb == "abort":
+            self.recorder.mark_aborted()
+        verdict = "accepted" if reply.accepted else f"rejected: {reply.error}"
+        if reply.pending:
+            kind, verdict = "command_pending", f"pending: {reply.error}"
+        elif outcome.late:
+            kind, verdict = "command_settled", f"after it was reported pending, {verdict}"
+        else:
+            kind = "command_accepted" if reply.accepted else "command_rejected"
+        self._agent_event(kind, f"{command.verb} from {command.operator} ({reply.command_id}): {verdict}")
+        self._publish_state()
+        await self.link.reply(command, reply.model_dump_json())
 
     async def _housekeeping_loop(self) -> None:
         assert self.recorder is not None
