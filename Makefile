@@ -33,8 +33,12 @@ broker:
 test: deps broker
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The whole stack on embedded defaults (virtual board under the venv's MicroPython, the
+# agent, Mosquitto if installed else the embedded broker): about 70 s. Needs only the venv.
+# DEMO_ARGS: e.g. --keep-running, --broker embedded, --recipe FILE (see isopress demo -h).
+DEMO_ARGS ?=
 demo: $(INSTALLED)
-	$(BIN)/isopress demo
+	$(BIN)/isopress demo $(DEMO_ARGS)
 
 bench: deps broker
 	$(BIN)/python -m bench

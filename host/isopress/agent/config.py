@@ -188,7 +188,9 @@ class CommandsSection(_Section):
     max_clock_skew_s: float = Field(
         default=5.0, ge=0, le=600, description="sent_at this far in the future is tolerated"
     )
-    board_timeout_s: float = Field(default=10.0, gt=0, description="board ACK/NAK awaited this long")
+    board_timeout_s: float = Field(
+        default=10.0, gt=0, description="board ACK/NAK awaited this long; then the reply says pending"
+    )
 
 
 class AgentConfig(_Section):
