@@ -159,6 +159,7 @@ class StationSpec:
     agent_toml: str = ""  # extra agent config, appended (e.g. "[telemetry]\nbatch_period_ms = 50")
     log_level: str = "info"
     agent_env: dict[str, str] = field(default_factory=dict)
+    journal: bool = False  # the board journals to workdir/journal (isopress.board_journal)
 
 
 class Station:
@@ -176,6 +177,7 @@ class Station:
             seed=spec.seed,
             config_text=spec.board_config_text,
             boot_count=spec.boot_count,
+            journal_dir=spec.workdir / "journal" if spec.journal else None,
         )
         self.proxy: SerialFaultProxy | None = None
         self.agent: subprocess.Popen[bytes] | None = None
