@@ -18,7 +18,7 @@ the soak compare what a subscriber got against it:
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from typing import Any
 from isoproto import ids, names
 from isoproto.samples import SAMPLE_FORMAT
 
-__all__ = ["BoardJournal", "ExecutedCommand", "SampleAudit", "audit_samples", "sample_body"]
+__all__ = ["BoardJournal", "ExecutedCommand", "SampleAudit", "audit_bodies", "audit_samples", "sample_body"]
 
 _STATE_CODES = {name: code for code, name in enumerate(names.STATE_NAMES)}
 _COMMAND_NAMES = {
@@ -173,16 +173,28 @@ def audit_samples(
 
     ``upto_seq``: count the board's samples only up to here (default: its last one).
     """
-    got: dict[int, list[bytes]] = {}
+    got: dict[int, set[bytes]] = {}
     historical: set[int] = set()
     count = 0
     for sample in received:
         if sample["boot_count"] != journal.boot_count:
             continue
         count += 1
-        got.setdefault(sample["seq"], []).append(sample_body(sample))
+        got.setdefault(sample["seq"], set()).add(sample_body(sample))
         if sample.get("historical"):
             historical.add(sample["seq"])
+    return audit_bodies(journal, got, historical=historical, received=count, upto_seq=upto_seq)
+
+
+def audit_bodies(
+    journal: BoardJournal,
+    got: Mapping[int, Collection[bytes]],
+    *,
+    historical: Collection[int] = (),
+    received: int | None = None,
+    upto_seq: int | None = None,
+) -> SampleAudit:
+    """:func:`audit_samples` on what a subscriber kept: seq -> the distinct bodies it got."""
     produced_seqs = sorted(journal.samples)
     first = min(got) if got else (produced_seqs[0] if produced_seqs else 0)
     last = upto_seq if upto_seq is not None else (produced_seqs[-1] if produced_seqs else -1)
@@ -202,7 +214,7 @@ def audit_samples(
         last_seq=last,
         produced=len(expected),
         delivered=len(got),
-        received=count,
+        received=received if received is not None else sum(len(b) for b in got.values()),
         missing=missing,
         corrupted=corrupted,
         unknown=unknown,
