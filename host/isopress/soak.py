@@ -390,7 +390,8 @@ class SoakReport:
         lines = [
             f"soak: {self.elapsed_s:.0f} s of a virtual press (seed {self.config.get('seed')})",
             f"  samples   produced {self.produced}, delivered {self.delivered}, lost {self.lost}, "
-            f"corrupted {self.corrupted} (backfilled {sum(a.historical for a in self.samples)})",
+            f"corrupted {self.corrupted} ({sum(a.historical for a in self.samples)} came flagged historical: "
+            "backfilled or replayed from the spool)",
             f"  commands  sent {sum(self.commands_sent.values())} {dict(self.commands_sent)}, "
             f"accepted {sum(self.commands_accepted.values())}, executed by the board "
             f"{sum(self.commands_executed.values())} {dict(self.commands_executed)}",
