@@ -355,6 +355,7 @@ class TelemetryMonitor:
         self.record_from_wall: float | None = None  # None: keep nothing
         self.messages = 0
         self._reader: asyncio.Task[None] | None = None
+        self._state_changed = asyncio.Condition()
 
     async def __aenter__(self) -> TelemetryMonitor:
         self._client = client = aiomqtt.Client(
@@ -394,6 +395,8 @@ class TelemetryMonitor:
             self.messages += 1
             if kind == "state":
                 self.states[press] = (arrival, json.loads(payload))
+                async with self._state_changed:
+                    self._state_changed.notify_all()
                 continue
             stream = self.streams.get(press)
             if stream is None:
@@ -417,6 +420,17 @@ class TelemetryMonitor:
             and got[1].get("board_connected") is True
             and (got[1].get("state") == "idle")
         )
+
+    def in_state(self, press: str, state: str) -> bool:
+        """The press's latest retained state names this machine state."""
+        got = self.states.get(press)
+        return got is not None and got[1].get("state") == state
+
+    async def wait_state(self, press: str, state: str, *, timeout_s: float) -> None:
+        """Until the press's retained state names ``state`` (TimeoutError after ``timeout_s``)."""
+        async with self._state_changed:
+            reached = self._state_changed.wait_for(lambda: self.in_state(press, state))
+            await asyncio.wait_for(reached, timeout_s)
 
     def begin(self, wall: float) -> None:
         """Record samples taken from ``wall`` on; forget what was recorded before."""
@@ -583,6 +597,9 @@ class Fleet:
         loaded = await self._operator.command(press, "load-recipe", {"recipe": recipe_for(self.hold_s)})
         if not loaded.get("accepted"):
             raise StationError(f"{press}: the recipe was refused: {loaded}")
+        # The agent's view of the machine state follows the board's samples (one every
+        # 100 ms at 10 Hz): start once it says "ready", or the agent refuses it as idle.
+        await self.monitor.wait_state(press, "ready", timeout_s=15.0)
         started = await self._operator.command(press, "start", {})
         if not started.get("accepted"):
             raise StationError(f"{press}: start was refused: {started}")
