@@ -36,8 +36,10 @@ test: deps broker
 demo: $(INSTALLED)
 	$(BIN)/isopress demo
 
+# BENCH=fleet,protocol_bench runs only those (a name or a unique prefix); the other rows are kept.
+BENCH ?=
 bench: deps broker
-	$(BIN)/python -m bench
+	BENCH="$(BENCH)" $(BIN)/python -m bench
 
 # The protocol decoders and the command payload parsers for much longer than `make test`
 # does: FUZZ_EXAMPLES random frames (default 3 000 000), FUZZ_COMMAND_ITERATIONS commands in
