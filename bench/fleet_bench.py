@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from isopress.fleet import Fleet, FleetReport, load_average
-from isopress.rig import open_broker
+from isopress.rig import StationError, open_broker
 
 RATES_HZ = (10.0, 100.0)
 CAP = {10.0: 48, 100.0: 32}
@@ -86,7 +86,12 @@ async def _search(rate_hz: float, workdir: Path) -> dict[str, Any]:
                     await fleet.shrink(n)
                     settle = 1.0
                 else:
-                    await fleet.grow(n)
+                    try:
+                        await fleet.grow(n)
+                    except (StationError, TimeoutError) as exc:  # the machine could not even start them
+                        trials.append({"presses": n, "passed": False, "error": str(exc)[:300]})
+                        print(f"  {rate_hz:g} Hz, {n} presses: did not start: {exc}", flush=True)
+                        return False
                     settle = SETTLE_S
                 report = await fleet.measure(WINDOW_S, warmup_s=settle, drain_s=DRAIN_S)
                 ok = passes(report)
@@ -149,11 +154,12 @@ def _rows(found: dict[str, Any], load_before: tuple[float, float, float]) -> lis
     base: FleetReport | None = found["baseline"]
     fail: FleetReport | None = found["at_fail"]
     bound = "the cap" if found["capped"] else f"{found['first_fail']} failed"
-    loads = [t["load_average"][0] for t in found["trials"]]
+    loads = [t["load_average"][0] for t in found["trials"] if "load_average" in t]
     rows: list[dict[str, Any]] = [
         {
             "metric": f"fleet at {rate:g} Hz: largest N with p99 <= 100 ms, zero loss, boards at rate "
-            f"({bound}; load average {load_before[0]} before, {min(loads)}-{max(loads)} during; "
+            f"({bound}; load average {load_before[0]} before, "
+            f"{f'{min(loads)}-{max(loads)}' if loads else '-'} during; "
             f"{len(found['trials'])} windows in {found['search_s']} s)",
             "value": found["largest"],
             "unit": "presses",

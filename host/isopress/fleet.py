@@ -559,10 +559,16 @@ class Fleet:
         loop = asyncio.get_running_loop()
         return list(await asyncio.gather(*(loop.run_in_executor(self._pool, c) for c in calls)))
 
-    async def grow(self, total: int) -> None:
-        """Start presses until there are ``total``; each runs its recipe when it is ready."""
+    async def grow(self, total: int, *, batch: int = 4) -> None:
+        """Start presses until there are ``total``, ``batch`` at a time (an agent's start-up
+        is a second of CPU: a storm of them starves the presses already running); each
+        press runs its recipe once its agent reports the board connected and idle."""
+        while len(self.stations) < total:
+            await self._grow_batch(min(batch, total - len(self.stations)))
+
+    async def _grow_batch(self, count: int) -> None:
         new: list[Station] = []
-        while len(self.stations) + len(new) < total:
+        for _ in range(count):
             n = self._next
             self._next += 1
             spec = StationSpec(
@@ -574,23 +580,29 @@ class Fleet:
                 log_level=self.log_level,
             )
             new.append(Station(spec))
-        if not new:
-            return
         since = time.time()
         try:
             await self._in_pool([st.start for st in new])
         finally:
             self.stations += new
-        timeout = self.ready_timeout_s or 30.0 + 2.0 * len(new)
+        timeout_s = self.ready_timeout_s or 60.0 + 5.0 * count
         pending = {st.spec.press_id: st for st in new}
-        async with asyncio.timeout(timeout):
-            while pending:
-                for press, st in list(pending.items()):
-                    st.check_alive()
-                    if self.monitor.ready(press, since):
-                        del pending[press]
-                self.monitor.check()
-                await asyncio.sleep(0.1)
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            for press, st in list(pending.items()):
+                st.check_alive()
+                if self.monitor.ready(press, since):
+                    del pending[press]
+            self.monitor.check()
+            if pending and time.monotonic() > deadline:
+                states = {
+                    p: self.monitor.states.get(p, (0.0, {}))[1].get("state", "no state yet") for p in pending
+                }
+                raise StationError(
+                    f"{len(pending)} press(es) not connected and idle {timeout_s:.0f} s after they "
+                    f"started: {states}"
+                )
+            await asyncio.sleep(0.1)
         await asyncio.gather(*(self._press_recipe(st.spec.press_id) for st in new))
 
     async def _press_recipe(self, press: str) -> None:
