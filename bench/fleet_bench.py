@@ -48,12 +48,6 @@ def passes(report: FleetReport) -> bool:
 
 def trial_summary(report: FleetReport, ok: bool) -> dict[str, Any]:
     """One trial's figures (kept in results.json)."""
-    ours = (
-        report.boards_cpu_pct
-        + report.agents_cpu_pct
-        + (report.broker_cpu_pct or 0.0)
-        + (report.subscriber_cpu_pct or 0.0)
-    )
     return {
         "presses": report.presses,
         "passed": ok,
@@ -68,7 +62,7 @@ def trial_summary(report: FleetReport, ok: bool) -> dict[str, Any]:
             "agents": report.agents_cpu_pct,
             "broker": report.broker_cpu_pct,
             "subscriber": report.subscriber_cpu_pct,
-            "others_on_machine": round(max(0.0, report.machine_busy_pct * report.cores - ours), 1),
+            "others_on_machine": report.others_cpu_pct,
         },
         "machine_busy_pct": report.machine_busy_pct,
         "load_average": list(report.load_average),
@@ -182,12 +176,7 @@ def _rows(found: dict[str, Any], load_before: tuple[float, float, float]) -> lis
             row["baseline_label"] = "one press"
             row["ratio"] = round((lat.p99 or 0.0) / base.latency_ms.p99, 1)
         rows.append(row)
-        others = best.machine_busy_pct * best.cores - (
-            best.boards_cpu_pct
-            + best.agents_cpu_pct
-            + (best.broker_cpu_pct or 0.0)
-            + (best.subscriber_cpu_pct or 0.0)
-        )
+        others = best.others_cpu_pct
         rows.append(
             {
                 "metric": f"fleet at {rate:g} Hz, N = {best.presses}: CPU per press, "

@@ -256,6 +256,7 @@ class FleetReport:
     broker_rss_mb: float | None
     subscriber_cpu_pct: float | None
     machine_busy_pct: float  # of all cores, everything on the machine
+    others_cpu_pct: float  # % of one core: the machine's busy time beyond the fleet's processes
     cores: int
     load_average: tuple[float, float, float]
     notes: list[str] = field(default_factory=list)
@@ -314,8 +315,9 @@ def format_report(report: FleetReport) -> str:
             else "in this process (counted with the subscriber)"
         )
         + f"; subscriber (this process): {_fmt(report.subscriber_cpu_pct)} % CPU",
-        f"machine: {report.cores} cores, {report.machine_busy_pct:.1f} % busy during the window "
-        f"(everything, other users included), load average {' '.join(map(str, report.load_average))}",
+        f"machine: {report.cores} cores, {report.machine_busy_pct:.1f} % busy during the window, of which "
+        f"other work {report.others_cpu_pct:.0f} % of a core; load average "
+        f"{' '.join(map(str, report.load_average))}",
     ]
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines)
@@ -663,6 +665,8 @@ class Fleet:
             per_press.append(r)
         self.monitor.record_from_wall = None
         lat = LatencyMs.of(self.monitor.latencies_ms(presses, t0, t1))
+        cores = os.cpu_count() or 1
+        ours = sum(v for v in cpu_pct.values() if v is not None)
         return FleetReport(
             presses=len(presses),
             rate_hz=self.rate_hz,
@@ -683,7 +687,8 @@ class Fleet:
             broker_rss_mb=_round(rss.get("broker")),
             subscriber_cpu_pct=cpu_pct["subscriber"],
             machine_busy_pct=machine_pct,
-            cores=os.cpu_count() or 1,
+            others_cpu_pct=round(max(0.0, machine_pct * cores - ours), 1),
+            cores=cores,
             load_average=loadavg,
             notes=notes,
         )

@@ -49,6 +49,7 @@ def test_two_presses_deliver_every_sample_with_sane_figures(tmp_path: Path) -> N
         sum(p["agent_cpu_pct"] for p in report["per_press"]), abs=0.05
     )
     assert 0.0 < report["machine_busy_pct"] <= 100.0 and len(report["load_average"]) == 3
+    assert 0.0 <= report["others_cpu_pct"] <= 100.0 * report["cores"]
 
 
 @pytest.mark.parametrize(
