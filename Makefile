@@ -40,8 +40,10 @@ DEMO_ARGS ?=
 demo: $(INSTALLED)
 	$(BIN)/isopress demo $(DEMO_ARGS)
 
+# BENCH=fleet,protocol_bench runs only those (a name or a unique prefix); the other rows are kept.
+BENCH ?=
 bench: deps broker
-	$(BIN)/python -m bench
+	BENCH="$(BENCH)" $(BIN)/python -m bench
 
 # The protocol decoders and the command payload parsers for much longer than `make test`
 # does: FUZZ_EXAMPLES random frames (default 3 000 000), FUZZ_COMMAND_ITERATIONS commands in

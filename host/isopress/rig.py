@@ -59,11 +59,14 @@ class BrokerHandle:
 
 
 @contextlib.contextmanager
-def open_broker(workdir: Path, *, prefer: str = "auto") -> Iterator[BrokerHandle]:
+def open_broker(
+    workdir: Path, *, prefer: str = "auto", mosquitto_extra: dict[str, str] | None = None
+) -> Iterator[BrokerHandle]:
     """A broker on a free loopback port for as long as the ``with`` lasts.
 
     ``prefer``: ``auto`` (Mosquitto when installed, else embedded), ``mosquitto`` or
-    ``embedded``.
+    ``embedded``. ``mosquitto_extra``: config lines added after the deployed file's (a
+    later line wins), e.g. ``{"autosave_on_changes": "false"}`` for a comparison.
     """
     from .broker import BrokerError, Mosquitto, mosquitto_binary
 
@@ -75,7 +78,7 @@ def open_broker(workdir: Path, *, prefer: str = "auto") -> Iterator[BrokerHandle
         except BrokerError:
             use_mosquitto = False
     if use_mosquitto:
-        with Mosquitto(workdir / "mosquitto") as broker:
+        with Mosquitto(workdir / "mosquitto", extra=mosquitto_extra) as broker:
             yield BrokerHandle(broker.host, broker.port, "mosquitto", broker.pid)
         return
     with _EmbeddedBroker() as handle:
