@@ -90,15 +90,18 @@ def board_config(doc: dict, options: dict) -> str:
     """The sim's config.json with the scenario's device profile, control period,
     transducer range and shunt (the board's calibration; the ADC reference stays the
     board's nominal 3.3 V, so a transducer's adc_vref_v models a reference error), a
-    second transducer when one is fitted, and the options' control gains; resealed."""
+    second transducer when one is fitted, the scenario's [control] and the options'
+    control gains over those; resealed."""
     tr = doc["transducer"]
+    control = dict(doc.get("control") or {})
+    control.update(options.get("control") or {})
     return config_with(
         {
             "control_period_ms": doc["run"]["control_period_ms"],
             "profile": doc["profile"],
             "calibration": {"range_mpa": tr["range_mpa"], "shunt_ohm": tr["shunt_ohm"]},
             "safety": {"second_transducer": doc["transducer2"] is not None},
-            "control": options.get("control") or {},
+            "control": control,
         }
     )
 
