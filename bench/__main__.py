@@ -15,6 +15,7 @@ from typing import Any
 
 from bench import (
     control_step,
+    hil_bench,
     link_bench,
     protocol_bench,
     session_bench,
@@ -49,6 +50,7 @@ def main() -> int:
         link_bench,
         spool_bench,
         session_bench,
+        hil_bench,
     )
     for module in modules:
         started = time.monotonic()

@@ -216,32 +216,68 @@ class ScenarioBoard(SimBoard):
         self._wall_start_us = self._tick_started_us
 
     def advance_1ms(self):
-        """One virtual ms: the plant (the events due by its end applied), the interrupt."""
+        """One virtual ms: the plant (the events due by its end applied), the interrupt.
+
+        SimBoard.advance_1ms and SimBoard._irq in one method (the same steps in the same
+        order): this runs 1000 times per virtual second, and a MicroPython call costs as
+        much as the plant's fast path. Locals are few: a larger frame goes on the heap.
+        """
         v = self.vessel
         p0 = v.pressure_mpa
         v.step(0.001, self._pump, self._vent, self._dump_open)
         if self._moving:
-            self.transducer.advance(0.001)
-            if self.transducer2._fault >= 4:
-                self.transducer2.advance(0.001)
+            self._advance_sensors()
         p1 = v.pressure_mpa
-        now = self._now_ms + 1
-        self._now_ms = now
+        self._now_ms += 1
         if p1 > self.peak_mpa:
-            self.peak_mpa = p1
-            if p0 < self._trip_mpa <= p1 and self.trip_cross_us < 0:
-                self.trip_cross_us = int((now - 1 + (self._trip_mpa - p0) / (p1 - p0)) * 1000)
-            if p1 >= self.profile_trip_mpa and not self._crossed:
-                self._crossed = True  # rows either side: the metrics interpolate the crossing
-                self.row(now - 1, p0)
-                self.row(now, p1)
-        if now >= self._next_event_ms:
-            self._apply_events(now)
+            self._new_peak(self._now_ms, p0, p1)
+        if self._now_ms >= self._next_event_ms:
+            self._apply_events(self._now_ms)
         if self.irq_enabled:
-            self._irq()
+            v = self.transducer.read_u16(p1)  # v: the raw reading (few locals, see above)
+            self._irq_ticks = (self._irq_ticks + 1) & 0xFFFFFF
+            if self._n < 4096:  # board._IRQ_SUM_CAP
+                self._sum += v
+                self._n += 1
+            if self.second_transducer:
+                v = self._irq_second(p1, v)
+            if v >= self._trip_counts:
+                self._hard_trip()
         if self._tripped != self._tripped_seen:
             self._tripped_seen = self._tripped
+            self.row(self._now_ms, p1)
+
+    def _advance_sensors(self):
+        self.transducer.advance(0.001)
+        if self.transducer2._fault >= 4:
+            self.transducer2.advance(0.001)
+
+    def _new_peak(self, now: int, p0: float, p1: float):
+        self.peak_mpa = p1
+        if p0 < self._trip_mpa <= p1 and self.trip_cross_us < 0:
+            self.trip_cross_us = int((now - 1 + (self._trip_mpa - p0) / (p1 - p0)) * 1000)
+        if p1 >= self.profile_trip_mpa and not self._crossed:
+            self._crossed = True  # rows either side: the metrics interpolate the crossing
+            self.row(now - 1, p0)
             self.row(now, p1)
+
+    def _irq_second(self, p: float, raw: int) -> int:
+        raw2 = self.transducer2.read_u16(p)
+        if self._n2 < 4096:
+            self._sum2 += raw2
+            self._n2 += 1
+        return raw2 if raw2 >= self._trip_counts else raw
+
+    def _hard_trip(self):
+        # SimBoard._irq's trip: pump off, dump valve open, latched.
+        was_live = self._pump > 0.0 or not self._dump_open
+        self._tripped = True
+        self._pump = 0.0
+        self._dump_open = True
+        if self.trip_safe_us < 0:
+            self.trip_safe_us = self._now_ms * 1000
+        if was_live:
+            self.safe_edges_ms.append(self._now_ms)
 
     def wait_next_tick(self) -> int:
         period_ms = self._period_ms
@@ -337,6 +373,8 @@ def run_scenario(doc: dict, options: dict):
         )
     if getattr(gc, "mem_free", None) is None:
         core.gc_every_ticks = 1 << 30  # CPython: its collector needs no help from the loop
+    elif options.get("gc_every_ticks"):
+        core.gc_every_ticks = int(options["gc_every_ticks"])
     board.core = core
     host = ScenarioHost(board, core, doc["recipe"], int(options.get("heartbeat_ms", 1000)))
     board.link = host
