@@ -18,6 +18,7 @@ from typing import Any
 from bench import (
     control_step,
     fleet_bench,
+    hil_bench,
     link_bench,
     protocol_bench,
     session_bench,
@@ -40,6 +41,7 @@ def main() -> int:
         link_bench,
         spool_bench,
         session_bench,
+        hil_bench,
         fleet_bench,
     )
     try:

@@ -26,7 +26,8 @@ from isopress.firmware_build import build_bundle
 _STEP_SCRIPT = r"""
 import gc, json, time
 from array import array
-from board import SimBoard, ScriptedHost, read_config
+from board import SimBoard, read_config
+from simhost import ScriptedHost
 from isofw.app import boot
 from isofw.core import Inputs
 from isofw.recipe import hold, ramp
@@ -94,7 +95,7 @@ from board import SimBoard, read_config
 latencies = []
 for case in range(CASES):
     board = SimBoard(read_config(), 10.0, case + 1, 0.0, False)
-    board.transducer.noise_fs = 0.0
+    board.transducer = board.make_transducer({"noise_pct_fs": 0.0})
     board.vessel.set_param("volume_ml", (2.0, 5.0, 20.0, 100.0)[case % 4])  # ~100 to ~2 MPa/s at the trip
     board.vessel.set_pressure(419.0 + 0.37 * (case % 7) / 7.0)  # different crossing phases
     board.arm_overpressure_trip(board.calibration.mpa_to_counts(420.0))

@@ -230,6 +230,9 @@ def _parser() -> argparse.ArgumentParser:
     from .runs.cli import add_runs_parser
 
     add_runs_parser(sub)
+    from .hil.cli import add_hil_parser
+
+    add_hil_parser(sub)
     return parser
 
 

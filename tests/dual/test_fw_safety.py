@@ -54,7 +54,7 @@ def test_hard_trip_in_the_interrupt_alone_within_2_ms_of_the_crossing():
     # No main loop at all: the board's interrupt is the only thing running. The vessel is
     # made small so the pressure crosses the trip mid-millisecond at ~40 MPa/s.
     board = SimBoard(read_config(), 10.0, 1, 0.0, False)
-    board.transducer.noise_fs = 0.0  # the mechanism, not the noise
+    board.transducer = board.make_transducer({"noise_pct_fs": 0.0})  # the mechanism, not the noise
     board.vessel.set_param("volume_ml", 5.0)
     board.vessel.set_pressure(415.0)
     board.arm_overpressure_trip(board.calibration.mpa_to_counts(420.0))
@@ -80,7 +80,7 @@ def test_hard_trip_while_the_main_loop_is_stalled():
     # keeps sampling and trips on its own.
     script = _start([ramp(300.0, 2.0), hold(100.0)])
     board, _core, _host = simulate(script, 20.0)
-    board.transducer.noise_fs = 0.0
+    board.transducer = board.make_transducer({"noise_pct_fs": 0.0})
     board.pump_stuck_on = True
     board.vessel.set_param("volume_ml", 5.0)
     board.vessel.set_pressure(419.0)
@@ -187,7 +187,10 @@ def test_frozen_signal_while_pumping_is_stuck():
 
 
 def test_a_lasting_jump_is_a_slew_fault_and_a_single_spike_is_not():
-    script = _start() + [(20000, "transducer", ("spike", 300.0)), (30000, "transducer", ("offset", 60.0))]
+    script = _start() + [
+        (20000, "transducer", ("spike_once", 300.0)),
+        (30000, "transducer", ("stuck", 160.0)),
+    ]
     _board, core, _host = simulate(script, 31.0)
     assert _first(core, codes.F_TRANSDUCER_SLEW) == 30000 + 3 * TICK_MS  # slew_ticks = 3
     assert next(f for f, _ in _raised(core)) == codes.F_TRANSDUCER_SLEW  # the spike raised nothing
@@ -196,7 +199,7 @@ def test_a_lasting_jump_is_a_slew_fault_and_a_single_spike_is_not():
 
 def test_second_transducer_disagreeing_is_a_mismatch():
     text = config_with({"safety": {"second_transducer": True}})
-    script = _start() + [(30000, "transducer2", ("offset", 20.0))]
+    script = _start() + [(30000, "transducer2", ("stuck", 120.0))]
     board, core, _host = simulate(script, 31.0, config_text=text)
     t = _first(core, codes.F_TRANSDUCER_MISMATCH)
     assert 30000 + 200 <= t <= 30000 + 200 + 2 * TICK_MS  # mismatch_ms = 200

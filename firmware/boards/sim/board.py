@@ -8,18 +8,19 @@
 # are real numbers of this machine (see docs/firmware.md for what that means for an
 # RP2040).
 #
-# Until the Simulator issue's transducer model lands, a minimal 4-20 mA transducer lives
-# here: noise, 12-bit quantisation and the faults the safety tests need.
+# The transducer is the Simulator's model (transducer.py: 4-20 mA, NE43 bands, noise,
+# read_u16 scale, faults); the plant is plant.py. Scenario runs (scenario_board.py) build
+# both from a scenario file; here they take the board config's calibration and defaults.
+# The real-time board (realtime.py) and main.py's demo board (simhost.DemoBoard) swap in
+# a small transducer (realtime.LineTransducer): the model's ~11 KB of heap do not fit
+# beside the serial link, or the compiler of a source run, in an RP2040's 180 KB.
 
 import json
-import math
-import random
 import sys
 import time
 from array import array
 
 from isofw.calibration import Calibration
-from isofw.recipe import hold, ramp
 from isofw.safety import IN_CLOSURE_LOCKED, IN_ESTOP_RELEASED, IN_GLOVEBOX_OK
 from isoproto.codes import RESET_POWER_ON
 from plant import Vessel
@@ -52,48 +53,22 @@ _HIST_TOP_US = _HIST_BINS * _HIST_BIN_US  # 10.24 ms: the last bin holds everyth
 _COARSE = ("boot", "idle", "ready", "running", "running", "running", "paused", "complete", "fault", "estop")
 
 
-class SimTransducer:
-    """4-20 mA over range_mpa into the shunt, 12-bit ADC on the read_u16 scale."""
+class _NoSensor:
+    """transducer2 of a board without one: never a fault that moves with time."""
 
-    def __init__(self, calibration, noise_fs=0.0005):
-        self.cal = calibration
-        self.noise_fs = noise_fs
-        self.fault = "none"
-        self.fault_value = 0.0
-        self._stuck_ma = 0.0
+    _fault = 0
 
-    def set_fault(self, kind: str, value: float = 0.0, pressure_mpa: float = 0.0):
-        if kind not in ("none", "open_wire", "short", "stuck", "offset", "spike"):
-            raise ValueError("unknown transducer fault %r" % kind)
-        self.fault = kind
-        self.fault_value = value
-        self._stuck_ma = 4.0 + 16.0 * pressure_mpa / self.cal.range_mpa
+    def advance(self, dt_s):
+        pass
 
-    def current_ma(self, pressure_mpa: float) -> float:
-        fault = self.fault
-        if fault == "open_wire":
-            return 0.0
-        if fault == "short":
-            return 24.0
-        if fault == "stuck":
-            return self._stuck_ma  # a frozen transmitter: no noise either
-        if fault == "offset":
-            pressure_mpa += self.fault_value
-        elif fault == "spike":
-            pressure_mpa += self.fault_value
-            self.fault = "none"  # one sample
-        ma = 4.0 + 16.0 * pressure_mpa / self.cal.range_mpa
-        u1 = random.random() or 1e-12
-        gauss = math.sqrt(-2.0 * math.log(u1)) * math.cos(6.283185307179586 * random.random())
-        return ma + gauss * self.noise_fs * 16.0
+    def read_u16(self, true_pressure_mpa) -> int:
+        return 0
 
-    def read_u16(self, pressure_mpa: float) -> int:
-        counts = self.cal.ma_to_counts(self.current_ma(pressure_mpa))
-        if counts > 0xFFFF:
-            counts = 0xFFFF  # the ADC saturates at its reference
-        elif counts < 0:
-            counts = 0
-        return counts & 0xFFF0  # 12-bit ADC reported on the read_u16 scale
+    def set_fault(self, kind, value=0.0, rate_hz=0.0):
+        raise ValueError("transducer: this board has no second transducer")
+
+
+_NO_SENSOR = _NoSensor()
 
 
 class SimBoard:
@@ -114,10 +89,11 @@ class SimBoard:
             float(cal_doc.get("adc_vref_v", 3.3)),
         )
         self.second_transducer = bool(doc.get("safety", {}).get("second_transducer", False))
-        random.seed(seed)
-        self.vessel = Vessel()
-        self.transducer = SimTransducer(self.calibration)
-        self.transducer2 = SimTransducer(self.calibration)
+        self.seed = seed
+        self.vessel = Vessel(None, seed)
+        self.transducer = self.make_transducer()
+        # The second transducer exists only when the config fits one (heap: the real-time board).
+        self.transducer2 = self.make_transducer(None, 2) if self.second_transducer else _NO_SENSOR
         self.end_ms = int(sim_s * 1000)
         self.print_every_ms = int(print_every_s * 1000)
         self.measure_time = measure_time
@@ -167,6 +143,17 @@ class SimBoard:
         self.pressure_log = None
         self.pressure_log_every_ms = 100
         self.script = []  # what the scripted host does (make() sets the demo's)
+
+    def make_transducer(self, overrides=None, which=1):
+        """A transducer model matching the config's calibration (range, shunt, reference),
+        with overrides ({"noise_pct_fs": 0.0}, ...); transducer 2 gets its own seed."""
+        from transducer import Transducer  # not at import: the real-time board has its own
+
+        cal = self.calibration
+        params = {"range_mpa": cal.range_mpa, "shunt_ohm": cal.shunt_ohm, "adc_vref_v": cal.adc_vref_v}
+        if overrides:
+            params.update(overrides)
+        return Transducer(params, 3 * self.seed + which)
 
     # -- configuration, identity ------------------------------------------------------
     def read_config_text(self):
@@ -233,6 +220,10 @@ class SimBoard:
         v = self.vessel
         p0 = v.pressure_mpa
         v.step(0.001, 1.0 if self.pump_stuck_on else self._pump, self._vent, self._dump_open)
+        if self.transducer._fault >= 4:  # drift and spike faults move with time
+            self.transducer.advance(0.001)
+        if self.transducer2._fault >= 4:
+            self.transducer2.advance(0.001)
         p1 = v.pressure_mpa
         if p1 > self.peak_mpa:
             self.peak_mpa = p1
@@ -249,7 +240,7 @@ class SimBoard:
         self._trip_counts = trip_counts & 0xFFF0
         # The true pressure at which a noise-free reading reaches the trip count: the
         # reference for the trip latency.
-        self._trip_mpa = self.calibration.counts_to_mpa(self._trip_counts)
+        self._trip_mpa = self.transducer.mpa_at_counts(self._trip_counts)
 
     _trip_mpa = 1e9
 
@@ -397,136 +388,18 @@ class SimBoard:
         print(json.dumps(self.summary(core)))
 
 
-class ScriptedHost:
-    """Stands in for the host and the outside world until the serial link exists.
-
-    script: list of (t_ms, verb, arg), in time order. Verbs: load (segments), start,
-    pause, resume, abort, reset, profile (8-tuple), host (present: heartbeats every
-    heartbeat_ms), estop (pressed), closure (locked), glovebox (ok), pump_stuck (on),
-    transducer / transducer2 (fault kind or (kind, value)), leak (ml/s per MPa),
-    pressure (set the vessel's true pressure), plant ((parameter, value) of the vessel),
-    irq (False stops the timer interrupt).
-    Command replies go to self.replies.
-    """
-
-    def __init__(self, board, core, script, heartbeat_ms=1000):
-        self.board = board
-        self.core = core
-        self.script = list(script)
-        self.heartbeat_ms = heartbeat_ms
-        self.host_present = True
-        self.replies = []
-        self.marks = {}  # verb -> t_ms of its last application
-        self._next_beat_ms = 0
-
-    def service(self, now_ms: int):
-        core = self.core
-        if self.host_present and now_ms >= self._next_beat_ms:
-            core.host_heartbeat_seen(now_ms)
-            self._next_beat_ms = now_ms + self.heartbeat_ms
-        while self.script and self.script[0][0] <= now_ms:
-            _, verb, arg = self.script.pop(0)
-            self.marks[verb] = now_ms
-            reply = self.apply(verb, arg)
-            if reply is not None:
-                self.replies.append((now_ms, verb, reply))
-
-    def apply(self, verb, arg):
-        core = self.core
-        board = self.board
-        if verb == "load":
-            return core.load_recipe(arg)
-        if verb == "start":
-            return core.start(core.recipe.recipe_id if arg is None else arg)
-        if verb == "pause":
-            return core.pause()
-        if verb == "resume":
-            return core.resume()
-        if verb == "abort":
-            return core.abort()
-        if verb == "reset":
-            return core.reset_faults()
-        if verb == "profile":
-            return core.set_device_profile(*arg)
-        if verb == "host":
-            self.host_present = bool(arg)
-            if self.host_present:
-                self._next_beat_ms = 0
-        elif verb == "estop":
-            board.estop_released = not arg
-        elif verb == "closure":
-            board.closure_locked = bool(arg)
-        elif verb == "glovebox":
-            board.glovebox_ok = bool(arg)
-        elif verb == "pump_stuck":
-            board.pump_stuck_on = bool(arg)
-        elif verb in ("transducer", "transducer2"):
-            kind, value = (arg, 0.0) if isinstance(arg, str) else arg
-            target = board.transducer if verb == "transducer" else board.transducer2
-            target.set_fault(kind, value, board.vessel.pressure_mpa)
-        elif verb == "leak":
-            board.vessel.set_leak(arg)
-        elif verb == "pressure":
-            board.vessel.set_pressure(arg)
-        elif verb == "plant":
-            board.vessel.set_param(arg[0], arg[1])  # (parameter name, value)
-        elif verb == "irq":
-            board.irq_enabled = bool(arg)  # False: the timer interrupt stops
-        else:
-            raise ValueError("unknown script verb %r" % verb)
-        return None
-
-
-# The demo's press cycle: 250 MPa at 1 MPa/s, hold 30 s, down at 1 MPa/s.
-DEMO_SCRIPT = [(0, "load", [ramp(250.0, 1.0), hold(30.0), ramp(0.0, 1.0)]), (100, "start", None)]
-
-
 def config_with(overrides=None, path: str = CONFIG_PATH) -> str:
-    """The sim's config.json with overrides ({"section": {"key": value}} or {"key": value})
-    applied and the checksum resealed: what a user's edited-and-sealed config would be."""
-    from isofw.config import compute_checksum
+    """simhost.config_with (loaded only when called: the real-time board never needs it)."""
+    from simhost import config_with as f
 
-    with open(path) as f:
-        doc = json.load(f)
-    for key, value in (overrides or {}).items():
-        if isinstance(value, dict) and isinstance(doc.get(key), dict):
-            doc[key].update(value)
-        else:
-            doc[key] = value
-    doc["checksum"] = "crc32:00000000"
-    text = json.dumps(doc)
-    return text.replace("crc32:00000000", compute_checksum(text))
+    return f(overrides, path)
 
 
 def simulate(script, sim_s: float, seed: int = 1, config_text=None, measure_time=False, setup=None):
-    """Boot the firmware on a virtual board and run script for sim_s of virtual time.
+    """simhost.simulate: boot the firmware on a virtual board and run script for sim_s."""
+    from simhost import simulate as f
 
-    Returns (board, core, host). setup(board) runs before boot (set plant parameters,
-    a second transducer, ...). measure_time=False keeps the virtual board deterministic
-    (no overruns from the test machine's scheduling). In an interpreter with a heap far
-    larger than a board's (the unit tests' 2 MB), the loop collects every 2 s instead
-    of the config's cadence: a collection's sweep grows with the heap, not the garbage
-    (under CPython it does not collect at all).
-    """
-    import gc
-
-    from isofw.app import boot, run
-
-    if config_text is None:
-        config_text = read_config()
-    board = SimBoard(config_text, sim_s, seed, 0.0, measure_time)
-    if setup is not None:
-        setup(board)
-    core = boot(board)
-    mem_free = getattr(gc, "mem_free", None)
-    if mem_free is None:
-        core.gc_every_ticks = 1 << 30  # CPython: its collector needs no help from the loop
-    elif mem_free() > 1000000:
-        core.gc_every_ticks = 200
-    host = ScriptedHost(board, core, script)
-    board.link = host
-    run(board, core, host)
-    return (board, core, host)
+    return f(script, sim_s, seed, config_text, measure_time, setup)
 
 
 def read_config(path: str = CONFIG_PATH):
@@ -543,29 +416,9 @@ def make() -> SimBoard:
         from realtime import make_realtime
 
         return make_realtime(args)
-    opts = {"sim_s": 10.0, "seed": 1, "print_every_s": 0.0}
-    config_path = CONFIG_PATH
-    script_path = ""
-    maintenance = False
-    i = 0
-    while i + 1 < len(args):
-        key = args[i].lstrip("-").replace("-", "_")
-        if key in opts:
-            opts[key] = float(args[i + 1])
-        elif key == "config":
-            config_path = args[i + 1]
-        elif key == "script":
-            script_path = args[i + 1]
-        elif key == "maintenance":
-            maintenance = args[i + 1] == "1"
-        i += 2
-    board = SimBoard(read_config(config_path), opts["sim_s"], int(opts["seed"]), opts["print_every_s"])
-    board.maintenance = maintenance
-    board.script = DEMO_SCRIPT
-    if script_path:
-        with open(script_path) as f:
-            board.script = [tuple(item) for item in json.load(f)]
-    return board
+    from simhost import make_virtual
+
+    return make_virtual(args)
 
 
 def attach_link(board, core):
@@ -573,6 +426,8 @@ def attach_link(board, core):
     serial link (realtime.py); in virtual time the scripted stand-in."""
     if getattr(board, "realtime", False):
         return board.attach_link(core)
+    from simhost import DEMO_SCRIPT, ScriptedHost
+
     host = ScriptedHost(board, core, getattr(board, "script", DEMO_SCRIPT))
     board.link = host
     return host

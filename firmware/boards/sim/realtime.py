@@ -21,6 +21,7 @@
 # so a test can tell what the board produced, what it executed (once?) and when it last
 # heard the host, whatever the link did to the bytes in between.
 
+import math
 import sys
 import time
 from binascii import hexlify
@@ -55,6 +56,44 @@ def _sleep_us(us: int):
         time.sleep(us / 1e6)
 
 
+class LineTransducer:
+    """The real-time board's transducer: the model's defaults (4-20 mA over the config's
+    range into its shunt, 12-bit ADC on the read_u16 scale, noise 0.05 % of the 16 mA span)
+    without its faults, which only scenario runs inject. transducer.Transducer costs ~11 KB
+    of heap that the serial link needs in an RP2040-sized heap; this costs a few hundred
+    bytes and reads the same (tests/dual/test_realtime_transducer.py)."""
+
+    _fault = 0  # SimBoard.advance_1ms: no fault that moves with time
+
+    def __init__(self, calibration, seed=1):
+        import random
+
+        self._random = random
+        random.seed(seed)
+        self._codes_per_ma = calibration.shunt_ohm / 1000.0 / calibration.adc_vref_v * 4096.0
+        self._zero = 4.0 * self._codes_per_ma
+        self._per_mpa = 16.0 / calibration.range_mpa * self._codes_per_ma
+        self._noise = 0.0005 * 16.0 * self._codes_per_ma
+
+    def mpa_at_counts(self, counts) -> float:
+        code = counts >> 4
+        if (code << 4) | (code >> 8) < counts:
+            code += 1
+        return (code - self._zero) / self._per_mpa
+
+    def read_u16(self, true_pressure_mpa) -> int:
+        r = self._random
+        u = r.random() or 1e-12
+        x = self._zero + true_pressure_mpa * self._per_mpa
+        x += self._noise * math.sqrt(-2.0 * math.log(u)) * math.cos(6.283185307179586 * r.random())
+        code = int(x)
+        if code < 0:
+            code = 0
+        elif code > 4095:
+            code = 4095
+        return (code << 4) | (code >> 8)
+
+
 class RealtimeBoard(SimBoard):
     """SimBoard on the real clock; boot_count and reset_cause as the launcher says."""
 
@@ -81,6 +120,9 @@ class RealtimeBoard(SimBoard):
         self.stopped_by = ""
         self.heap_free_min = -1  # the smallest free heap after the loop's collections
         self.journal = Journal(journal_path) if journal_path else None
+
+    def make_transducer(self, overrides=None, which=1):  # type: ignore[override]
+        return LineTransducer(self.calibration, 3 * self.seed + which)
 
     def reset_cause(self) -> int:
         return self._cause

@@ -9,9 +9,10 @@
 #   read_u16 = code << (16 - bits) | code >> (2 * bits - 16)          as ports/rp2 does it
 #
 # Faults replace I: open wire 0 mA, short > 21 mA (24 mA by default), stuck at a fixed
-# current; drift adds MPa/s to the offset; spikes add single-sample pulses at random times
-# (a Poisson process). Each instance owns a seeded generator: a second transducer is a
-# second instance with another seed. Every equation and default is in docs/simulator.md.
+# current (the whole sample freezes, noise included: a hung transmitter); drift adds MPa/s
+# to the offset; spikes add single-sample pulses at random times (a Poisson process).
+# Each instance owns a seeded generator: a second transducer is a second instance with
+# another seed. Every equation and default is in docs/simulator.md.
 #
 # read_u16() and advance() run every virtual millisecond under MicroPython: they keep their
 # frames small (see plant.py) and allocate nothing but floats.
@@ -140,6 +141,7 @@ class Transducer:
         self._fixed = False  # open wire, short and stuck drive a fixed current ...
         self._fixed_ma = 0.0  # ... this one
         self._fixed_codes = 0.0
+        self._stuck_u16 = 0
         self.drift_mpa = 0.0  # offset accumulated by the drift fault
         self._drift_mpa_s = 0.0
         self._zero_codes = 0.0  # the code at 0 MPa: 4 mA plus offset and drift
@@ -228,10 +230,15 @@ class Transducer:
             self._to_spike_s = 0.0
             self._draw_next_spike()
         self._fixed_codes = self._fixed_ma * self._codes_per_ma
+        self._stuck_u16 = self.counts(self._fixed_ma)
         self._spike_now = 0.0
         self.fault = kind
         self._fault = code
         self._fixed = code in (_OPEN_WIRE, _SHORT, _STUCK)
+
+    def spike_once(self, amplitude_mpa):
+        """One spike of amplitude_mpa (either sign) on the next sample, whatever the fault."""
+        self._spike_now = amplitude_mpa * self._codes_per_mpa
 
     def _draw_next_spike(self):
         # Exponential waiting time: spikes arrive as a Poisson process.
@@ -277,11 +284,20 @@ class Transducer:
             code = self._code_max
         return (code << self._shift_up) | (code >> self._shift_down)
 
+    def mpa_at_counts(self, counts) -> float:
+        """The lowest true pressure whose noise-free, healthy reading is at least counts."""
+        code = counts >> self._shift_up
+        if (code << self._shift_up) | (code >> self._shift_down) < counts:
+            code += 1
+        return (code - self._zero_codes) / self._codes_per_true_mpa
+
     def read_u16(self, true_pressure_mpa) -> int:
         """One ADC sample at this pressure: faults, noise, spikes, quantisation."""
         # current_ma() and counts() inlined, in codes: this runs every virtual millisecond.
         self._last_mpa = true_pressure_mpa
         if self._fixed:
+            if self._fault == _STUCK:
+                return self._stuck_u16  # a frozen transmitter: its noise froze with it
             x = self._fixed_codes
         else:
             x = self._zero_codes + true_pressure_mpa * self._codes_per_true_mpa

@@ -236,6 +236,23 @@ def _overrides_model(name: str) -> type[BaseModel]:
     return create_model(f"{name.title()}Overrides", __config__=_Strict.model_config, **fields)
 
 
+def control_fields() -> dict[str, tuple[float, float, float]]:
+    """The board config's ``control`` keys: (lowest, highest, default), from the firmware."""
+    from ..firmware_build import _board_config_module  # the board's own validator tables
+
+    fields = _board_config_module().CONTROL_FIELDS
+    return {str(name): (float(lo), float(hi), float(default)) for name, _kind, lo, hi, default in fields}
+
+
+@cache
+def _control_model() -> type[BaseModel]:
+    fields: dict[str, Any] = {
+        key: (Number | None, Field(default=None, ge=lo, le=hi))
+        for key, (lo, hi, _default) in control_fields().items()
+    }
+    return create_model("ControlOverrides", __config__=_Strict.model_config, **fields)
+
+
 def _check_model_overrides(value: Any, section: str) -> dict[str, float]:
     model = _overrides_model("plant" if section == "plant" else "transducer")
     overrides: dict[str, float] = model.model_validate(value).model_dump(exclude_none=True)
@@ -384,6 +401,7 @@ class Scenario(_Strict):
     transducer: dict[str, float] = Field(default_factory=dict)
     transducer2: dict[str, float] | None = None
     profile: ProfileSection = ProfileSection()
+    control: dict[str, float] = Field(default_factory=dict)
     recipe: RecipeSection
     faults: list[FaultSpec] = Field(default_factory=list)
     expect: ExpectSection = ExpectSection()
@@ -394,6 +412,14 @@ class Scenario(_Strict):
         if value is None and info.field_name == "transducer2":
             return None
         return _check_model_overrides(value, str(info.field_name))
+
+    @field_validator("control", mode="wrap")
+    @classmethod
+    def _control_overrides(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> dict[str, float]:
+        overrides: dict[str, float] = _control_model().model_validate(value).model_dump(exclude_none=True)
+        return overrides
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Scenario:
@@ -493,6 +519,7 @@ class Scenario(_Strict):
                     else codes.HOST_LOST_DEPRESSURISE
                 ),
             },
+            "control": dict(self.control),
             "recipe": {
                 "name": self.recipe.name,
                 "segments": [_board_segment(s) for s in self.recipe.segments],
@@ -724,6 +751,7 @@ def scenario_key_paths() -> list[str]:
     paths = _model_paths(Scenario, "")
     paths += [f"plant.{k}" for k in sim_models.plant_defaults()]
     paths += [f"transducer.{k}" for k in sim_models.transducer_defaults()]
+    paths += [f"control.{k}" for k in control_fields()]
     for params in PARAMS_BY_KIND.values():
         paths += [f"faults[].params.{k}" for k in params.model_fields]
     return sorted(set(paths))

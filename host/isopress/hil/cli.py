@@ -1,0 +1,81 @@
+"""``isopress hil run SCENARIO.toml`` (and ``isopress hil tune``).
+
+``run`` prints one JSON object on stdout (see docs/scenarios.md, "Running a scenario")
+and exits 0 when the scenario's expectations hold, 1 when they do not (or the virtual
+board did not run to the end), 2 when the scenario file is bad (every problem on stderr
+as ``key: reason``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .. import micropython_port
+from .runner import RUNTIMES, BoardConfigError, HilRunError, RunOptions, run_scenario
+from .scenario import ScenarioError, load_scenario
+
+__all__ = ["add_hil_parser"]
+
+EXIT_PASSED = 0
+EXIT_FAILED = 1
+EXIT_BAD_FILE = 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        scenario = load_scenario(Path(args.scenario))
+        if args.seed is not None:
+            scenario = scenario.with_seed(args.seed)
+    except ScenarioError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_FILE
+    options = RunOptions(runtime=args.runtime, realtime=args.realtime, controller=args.controller)
+    try:
+        result = run_scenario(scenario, options, source=args.scenario)
+    except BoardConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_FILE
+    except (HilRunError, micropython_port.MicroPythonMissingError) as exc:
+        print(f"{args.scenario}: {exc}", file=sys.stderr)
+        print(json.dumps({"scenario": scenario.name, "passed": False, "error": str(exc)}))
+        return EXIT_FAILED
+    if args.trace:
+        from .trace import write_trace_csv
+
+        with open(args.trace, "w", newline="", encoding="utf-8") as f:
+            write_trace_csv(f, result.trace)
+    if args.plot:
+        from .plot import plot_run
+
+        plot_run(result.trace, scenario, args.plot, result.metrics)
+    print(json.dumps(result.to_json()))
+    for failure in result.verdict.failures:
+        print(f"{args.scenario}: {failure}", file=sys.stderr)
+    return EXIT_PASSED if result.verdict.passed else EXIT_FAILED
+
+
+def add_hil_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``hil run`` (and ``hil tune``) to the ``isopress`` command line."""
+    hil = sub.add_parser("hil", help="hardware-in-the-loop: scenarios on the virtual board")
+    hil_sub = hil.add_subparsers(dest="hil_command", required=True)
+    run = hil_sub.add_parser(
+        "run",
+        help="run a scenario file on the virtual board; one JSON object on stdout "
+        "(exit 0 expectations hold, 1 they do not, 2 bad file)",
+    )
+    run.add_argument("scenario", help="the scenario's TOML file (docs/scenarios.md)")
+    run.add_argument("--runtime", choices=RUNTIMES, default="micropython", help="default: micropython")
+    run.add_argument("--realtime", action="store_true", help="pace the virtual board to the wall clock")
+    run.add_argument("--seed", type=int, help="random seed (overrides run.seed)")
+    run.add_argument("--trace", metavar="FILE.csv", help="write the trace as CSV")
+    run.add_argument("--plot", metavar="FILE.png", help="draw the run")
+    run.add_argument(
+        "--controller",
+        choices=["firmware", "plain_pid"],
+        default="firmware",
+        help="plain_pid: the baseline without feed-forward and anti-windup",
+    )
+    run.set_defaults(func=_run)
