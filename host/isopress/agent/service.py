@@ -44,6 +44,7 @@ __all__ = ["SESSION_CHECKPOINT_KEY", "Agent", "AgentFailed", "read_session_check
 
 SESSION_CHECKPOINT_KEY = "session_checkpoint"
 _HOOKS_GRACE_S = 30.0  # at shutdown, finished runs' metrics and plots get this long
+_SUMMARY_FLUSH_S = 2.0  # and then their summaries this long to reach the broker
 _T = TypeVar("_T")
 
 
@@ -145,9 +146,13 @@ class Agent:
     ) -> None:
         assert self._tasks is not None
         if self._hook_work:
-            # A run that just ended still gets its metrics, plot and published summary.
+            # A run that just ended still gets its metrics, plot and published summary
+            # (what the link cannot publish in a moment waits in the spool for next time).
             await asyncio.wait(self._hook_work, timeout=_HOOKS_GRACE_S)
             await asyncio.sleep(0)  # their done callbacks
+            deadline = asyncio.get_running_loop().time() + _SUMMARY_FLUSH_S
+            while self.spool.rows and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
         for task in self._running:
             task.cancel()
         try:
