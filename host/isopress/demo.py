@@ -187,7 +187,7 @@ async def main_loop(options: DemoOptions, out: TextIO, *, stop: asyncio.Event) -
     from .rig import Station, StationSpec, open_broker
 
     recipe = options.recipe or DEFAULT_RECIPE
-    workdir = options.workdir
+    workdir = options.workdir.resolve()  # every path printed works from any folder
     workdir.mkdir(parents=True, exist_ok=True)
     _fresh(workdir)
     boot = _next_boot_count(workdir)
@@ -242,6 +242,7 @@ async def main_loop(options: DemoOptions, out: TextIO, *, stop: asyncio.Event) -
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
                 _check(station)
+            return code  # Ctrl-C is how a kept-up demo ends
         return 130 if stop.is_set() else code
     finally:
         say("stopping: " + _shutdown(station, broker_cm))
