@@ -40,8 +40,10 @@ DEMO_ARGS ?=
 demo: $(INSTALLED)
 	$(BIN)/isopress demo $(DEMO_ARGS)
 
+# BENCH=fleet,protocol_bench runs only those (a name or a unique prefix); the other rows are kept.
+BENCH ?=
 bench: deps broker
-	$(BIN)/python -m bench
+	BENCH="$(BENCH)" $(BIN)/python -m bench
 
 # The protocol decoders and the command payload parsers for much longer than `make test`
 # does: FUZZ_EXAMPLES random frames (default 3 000 000), FUZZ_COMMAND_ITERATIONS commands in
@@ -52,6 +54,13 @@ FUZZ_COMMAND_ITERATIONS ?= 100000
 fuzz: deps
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_COMMAND_ITERATIONS=$(FUZZ_COMMAND_ITERATIONS) HYPOTHESIS_PROFILE=fuzz \
 		$(BIN)/pytest -p no:cacheprovider tests/protocol tests/security/test_command_fuzz.py $(PYTEST_ARGS)
+
+# A virtual press for SOAK_S seconds of real time (default an hour) with the broker SIGKILLed
+# every 30 s and the serial link damaged and unplugged; prints a summary (samples produced /
+# delivered / lost, commands, reconnect times, faults, memory) and fails on any loss.
+SOAK_S ?= 3600
+soak: deps broker
+	$(BIN)/python -m isopress.soak --duration-s $(SOAK_S) $(SOAK_ARGS)
 
 lint: deps
 	$(BIN)/ruff check .

@@ -1,20 +1,23 @@
-"""Run every benchmark and write bench/results.json and bench/results.md.
+"""Run the benchmarks and write bench/results.json, bench/results.md and README's table.
 
 Benchmarks measure; they do not pass or fail. Each result names its target, so a reader
-sees at once which numbers are met.
+sees at once which numbers are met, and where a baseline was measured in the same run,
+the baseline and the ratio. ``BENCH=name1,name2`` (``make bench BENCH=fleet``) runs only
+those modules; the other modules' rows are kept from the previous results.json.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from bench import (
     control_step,
+    fleet_bench,
     link_bench,
     protocol_bench,
     session_bench,
@@ -22,25 +25,13 @@ from bench import (
     spool_bench,
     virtual_board_speed,
 )
+from bench.report import BenchSelectionError, load_line, machine, merge, select, short_name, table, with_table
 
 BENCH_DIR = Path(__file__).resolve().parent
-
-
-def _machine() -> str:
-    cpu = "unknown cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    system = f"{platform.system()} {platform.machine()}"
-    return f"{system}, {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+README = BENCH_DIR.parent / "README.md"
 
 
 def main() -> int:
-    results: list[dict[str, Any]] = []
     modules = (
         virtual_board_speed,
         sim_models_speed,
@@ -49,20 +40,32 @@ def main() -> int:
         link_bench,
         spool_bench,
         session_bench,
+        fleet_bench,
     )
-    for module in modules:
+    try:
+        chosen = select(modules, os.environ.get("BENCH"))
+    except BenchSelectionError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    run_line = load_line() + " at the start"
+    results: list[dict[str, Any]] = []
+    for module in chosen:
         started = time.monotonic()
         print(f"running {module.__name__} ...", flush=True)
-        results.extend(module.run())
+        results.extend({**row, "module": short_name(module)} for row in module.run())
         print(f"  done in {time.monotonic() - started:.1f} s", flush=True)
-    machine = _machine()
-    report = {"machine": machine, "results": results}
-    (BENCH_DIR / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [f"Machine: {machine}", "", "| metric | value | target |", "|---|---|---|"]
-    for r in results:
-        lines.append(f"| {r['metric']} | {r['value']} {r.get('unit', '')} | {r.get('target', '')} |")
-    (BENCH_DIR / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    ran = [short_name(m) for m in chosen]
+    if len(chosen) < len(modules):
+        run_line += f"; this run: {', '.join(ran)} (other rows from earlier runs)"
+        previous_path = BENCH_DIR / "results.json"
+        previous = json.loads(previous_path.read_text()).get("results", []) if previous_path.exists() else []
+        results = merge(previous, results, ran, [short_name(m) for m in modules])
+    report = {"machine": machine(), "run": run_line, "results": results}
+    (BENCH_DIR / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    markdown = table(report)
+    (BENCH_DIR / "results.md").write_text(markdown)
+    README.write_text(with_table(README.read_text(), markdown))
+    print(markdown)
     return 0
 
 

@@ -163,7 +163,24 @@ def _cpython() -> dict[str, float]:
             for payload in dec.feed(chunk):
                 codec.decode(payload)
 
+    # the baseline: the same samples as JSON lines, split and parsed
+    names = [f[0] for f in catalog.fields(catalog.TELEMETRY)]
+    json_stream = b"".join(
+        (
+            json.dumps(dict(zip(names, ((SAMPLE[0] + i) & 0xFFFFFFFF, *SAMPLE[1:]), strict=True))) + "\n"
+        ).encode()
+        for i in range(1000)
+    ) * (N_CPYTHON // 4 // 1000)
+
+    def json_decode() -> None:
+        n = 0
+        for line in json_stream.splitlines():
+            json.loads(line)
+            n += 1
+        assert n == N_CPYTHON // 4
+
     return {
+        "json_decode": _rate(N_CPYTHON // 4, json_decode),
         "board_encode": _rate(N_CPYTHON, board_encode),
         "host_encode": _rate(N_CPYTHON // 4, host_encode),
         "host_decode": _rate(N_CPYTHON, host_decode),
@@ -247,6 +264,9 @@ def run() -> list[dict[str, Any]]:
             "value": round(cp["host_decode"]),
             "unit": "frames/s",
             "target": ">= 100000",
+            "baseline": round(cp["json_decode"]),
+            "baseline_label": "the same samples as JSON lines (json.loads)",
+            "ratio": round(cp["host_decode"] / cp["json_decode"], 1),
         },
         {
             "metric": "CPython decode through the generic codec",
@@ -290,7 +310,15 @@ def run() -> list[dict[str, Any]]:
             "unit": "bytes",
             "target": "0",
         },
-        {"metric": "telemetry sample on the wire", "value": frame_bytes, "unit": "bytes", "target": "<= 32"},
+        {
+            "metric": "telemetry sample on the wire",
+            "value": frame_bytes,
+            "unit": "bytes",
+            "target": "<= 32",
+            "baseline": json_bytes,
+            "baseline_label": "as a JSON line",
+            "ratio": round(frame_bytes / json_bytes, 2),
+        },
         {
             "metric": "the same sample as a JSON line",
             "value": json_bytes,

@@ -108,6 +108,41 @@ def _cmd_virtual_board(args: argparse.Namespace) -> int:
     return run_virtual_board(args.runtime, args.seed, config)
 
 
+def _cmd_fleet(args: argparse.Namespace) -> int:
+    import json
+
+    from .fleet import FleetError, FleetSpec, format_report, run_fleet
+    from .rig import StationError
+
+    spec = FleetSpec(
+        presses=args.presses,
+        rate_hz=args.rate,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        broker=args.broker,
+        workdir=Path(args.workdir) if args.workdir else None,
+    )
+    try:
+        spec.check()
+    except FleetError as exc:
+        print(f"isopress fleet: {exc}", file=sys.stderr)
+        return 2
+    if not args.json:
+        print(
+            f"isopress fleet: starting {spec.presses} virtual board(s) and agent(s) at {spec.rate_hz:g} Hz; "
+            f"warm-up {spec.warmup_s:g} s, window {spec.duration_s:g} s ...",
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        report = run_fleet(spec)
+    except (StationError, TimeoutError) as exc:
+        print(f"isopress fleet: {exc or 'timed out waiting for the presses'}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
+    return 0 if report.zero_loss else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="isopress", description="Laboratory isostatic press: host tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +208,24 @@ def _parser() -> argparse.ArgumentParser:
     vboard.add_argument("--seed", type=int, default=1, help="the plant's and transducer's random seed")
     vboard.add_argument("--config", help="the board's config.json (sealed; default the sim's)")
     vboard.set_defaults(func=_cmd_virtual_board)
+
+    fleet = sub.add_parser(
+        "fleet",
+        help="N virtual boards and agents on one broker: loss, latency, CPU and memory",
+        description="Start N virtual boards (real time) and N agents against one broker, press a recipe "
+        "on each, subscribe to all telemetry and report per press and overall. Exit 0 with zero loss, "
+        "1 otherwise, 2 for bad arguments.",
+    )
+    fleet.add_argument("--presses", type=int, required=True, metavar="N", help="number of presses (1-64)")
+    fleet.add_argument(
+        "--rate", type=float, required=True, metavar="HZ", help="telemetry rate per press: 100/k or 200/k Hz"
+    )
+    fleet.add_argument("--duration", type=float, default=10.0, metavar="S", help="measured window (10 s)")
+    fleet.add_argument("--warmup", type=float, default=3.0, metavar="S", help="after the recipes start (3 s)")
+    fleet.add_argument("--broker", choices=["auto", "mosquitto", "embedded"], default="auto")
+    fleet.add_argument("--workdir", help="keep configs, spools and logs here (default: a temp dir)")
+    fleet.add_argument("--json", action="store_true", help="the report as JSON")
+    fleet.set_defaults(func=_cmd_fleet)
 
     from .runs.cli import add_runs_parser
 

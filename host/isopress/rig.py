@@ -59,11 +59,14 @@ class BrokerHandle:
 
 
 @contextlib.contextmanager
-def open_broker(workdir: Path, *, prefer: str = "auto") -> Iterator[BrokerHandle]:
+def open_broker(
+    workdir: Path, *, prefer: str = "auto", mosquitto_extra: dict[str, str] | None = None
+) -> Iterator[BrokerHandle]:
     """A broker on a free loopback port for as long as the ``with`` lasts.
 
     ``prefer``: ``auto`` (Mosquitto when installed, else embedded), ``mosquitto`` or
-    ``embedded``.
+    ``embedded``. ``mosquitto_extra``: config lines added after the deployed file's (a
+    later line wins), e.g. ``{"autosave_on_changes": "false"}`` for a comparison.
     """
     from .broker import BrokerError, Mosquitto, mosquitto_binary
 
@@ -75,7 +78,7 @@ def open_broker(workdir: Path, *, prefer: str = "auto") -> Iterator[BrokerHandle
         except BrokerError:
             use_mosquitto = False
     if use_mosquitto:
-        with Mosquitto(workdir / "mosquitto") as broker:
+        with Mosquitto(workdir / "mosquitto", extra=mosquitto_extra) as broker:
             yield BrokerHandle(broker.host, broker.port, "mosquitto", broker.pid)
         return
     with _EmbeddedBroker() as handle:
@@ -159,6 +162,8 @@ class StationSpec:
     agent_toml: str = ""  # extra agent config, appended (e.g. "[telemetry]\nbatch_period_ms = 50")
     log_level: str = "info"
     agent_env: dict[str, str] = field(default_factory=dict)
+    journal: bool = False  # the board journals to workdir/journal (isopress.board_journal)
+    broker_reconnect_s: tuple[float, float] = (0.1, 2.0)  # the agent's broker.reconnect initial_s, max_s
 
 
 class Station:
@@ -176,6 +181,7 @@ class Station:
             seed=spec.seed,
             config_text=spec.board_config_text,
             boot_count=spec.boot_count,
+            journal_dir=spec.workdir / "journal" if spec.journal else None,
         )
         self.proxy: SerialFaultProxy | None = None
         self.agent: subprocess.Popen[bytes] | None = None
@@ -247,8 +253,8 @@ host = "{spec.broker.host}"
 port = {spec.broker.port}
 keepalive_s = 5
 [broker.reconnect]
-initial_s = 0.1
-max_s = 2.0
+initial_s = {spec.broker_reconnect_s[0]}
+max_s = {spec.broker_reconnect_s[1]}
 [spool]
 path = "{self.spool_path}"
 [runs]
