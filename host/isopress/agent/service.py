@@ -97,7 +97,9 @@ class Agent:
         self.recorder: RunRecorder | None = None
         self.handler: CommandHandler | None = None
         self._updates = updates
-        self._hooks = hooks if hooks is not None else hil_hooks()
+        if hooks is None:
+            hooks = hil_hooks() if config.runs.metrics_and_plot else RunHooks()
+        self._hooks = hooks
         self._tasks: asyncio.TaskGroup | None = None
         self._running: list[asyncio.Task[None]] = []
         self._done = asyncio.Event()
