@@ -179,9 +179,7 @@ def watch_command(host: str, port: int, press_id: str) -> str:
     return f"mosquitto_sub -h {host} -p {port} -t 'isopress/{press_id}/#' -v"
 
 
-async def main_loop(
-    options: DemoOptions, out: TextIO, *, stop: asyncio.Event, on_ready: Callable[[], None] | None = None
-) -> int:
+async def main_loop(options: DemoOptions, out: TextIO, *, stop: asyncio.Event) -> int:
     """The demo inside a running event loop; ``stop`` set (Ctrl-C) ends it early, safely.
 
     Returns the exit code: 0 for a complete run, 1 for any other outcome, 130 when stopped.
@@ -189,7 +187,7 @@ async def main_loop(
     from .rig import Station, StationSpec, open_broker
 
     recipe = options.recipe or DEFAULT_RECIPE
-    workdir = options.workdir
+    workdir = options.workdir.resolve()  # every path printed works from any folder
     workdir.mkdir(parents=True, exist_ok=True)
     _fresh(workdir)
     boot = _next_boot_count(workdir)
@@ -232,9 +230,7 @@ async def main_loop(
         say(f"  agent         isopress agent (pid {station.agent_pid}), log {station.agent_log}")
         say(f"  watch it      {watch_command(broker.host, broker.port, options.press_id)}")
         try:
-            code = await _operate(
-                options, recipe, broker.host, broker.port, station, out, stop, say, on_ready
-            )
+            code = await _operate(options, recipe, broker.host, broker.port, station, out, stop, say)
         except aiomqtt.MqttError as exc:
             raise DemoError(f"MQTT: {exc} (broker {broker.host}:{broker.port})") from None
         except TimeoutError:
@@ -246,6 +242,7 @@ async def main_loop(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
                 _check(station)
+            return code  # Ctrl-C is how a kept-up demo ends
         return 130 if stop.is_set() else code
     finally:
         say("stopping: " + _shutdown(station, broker_cm))
@@ -286,7 +283,6 @@ async def _operate(
     out: TextIO,
     stop: asyncio.Event,
     say: Callable[[str], None],
-    on_ready: Callable[[], None] | None,
 ) -> int:
     """Subscribe, wait for the board, load and start as the operator, follow the run."""
     from .rig import OperatorClient
@@ -339,8 +335,6 @@ async def _operate(
                         f"calibration {board.get('calibration_id')}"
                     )
                     break
-        if on_ready is not None:
-            on_ready()
         loaded = await operator.command(press, "load-recipe", {"recipe": recipe})
         if not loaded["accepted"]:
             raise DemoError(f"load-recipe refused: {loaded['error']} {loaded['problems']}")

@@ -203,6 +203,8 @@ def test_a_virtual_board_reset_mid_run_is_reported_and_the_agent_resynchronises(
             # the new boot takes commands through the agent again
             reply = await send_command(broker, press_id, "bob", "load-recipe", {"recipe": RECIPE})
             assert reply is not None and reply["accepted"], reply
+            # the interrupted run's summary follows its metrics and plot (a worker thread)
+            await eventually(lambda: bool(sub.on("/run/")), 15, f"run summary {_log(config, board)}")
         finally:
             proc.send_signal(signal.SIGTERM)
             await asyncio.to_thread(proc.wait, 15)

@@ -149,6 +149,45 @@ def test_ctrl_c_mid_run_stops_everything_safely_and_the_next_demo_closes_the_run
     assert (record / "plot.png").exists() and (record / "metrics.json").exists()
 
 
+def test_the_printed_mosquitto_sub_line_shows_the_telemetry_with_keep_running(tmp_path: Path) -> None:
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps(SHORT))
+    args = ["--recipe", str(short), "--broker", "mosquitto", "--keep-running"]
+    proc = subprocess.Popen(
+        [ISOPRESS, "demo", "--workdir", str(tmp_path / "demo"), "--progress", "log", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line or line.startswith("--keep-running"):
+                break
+            lines.append(line)
+        watch = _field("".join(lines), "telemetry")
+        # the exact line the user is told to type: the board's samples keep coming after the run
+        seen = subprocess.run(
+            f"{watch} -C 30 -W 10", shell=True, capture_output=True, text=True, timeout=20, check=False
+        )
+        telemetry = [
+            json.loads(line.split(" ", 1)[1])
+            for line in seen.stdout.splitlines()
+            if line.startswith("isopress/demo/telemetry ")
+        ]
+        assert telemetry, seen.stdout[-2000:] + seen.stderr
+        assert all(s["state"] == "complete" for batch in telemetry for s in batch["samples"])
+        assert proc.poll() is None  # still up
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, rest  # Ctrl-C is how a kept-up demo ends
+    assert "broker stopped" in rest
+
+
 def test_a_bad_recipe_file_is_refused_naming_the_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"name": "x", "segments": [{"kind": "ramp", "target_mpa": 5.0}]}))

@@ -168,6 +168,11 @@ class RunsSection(_Section):
     """Where run records are written."""
 
     folder: Path = Path("/var/lib/isopress/runs")
+    metrics_and_plot: bool = Field(
+        default=True,
+        description="when a run ends, compute isopress hil run's metrics and draw plot.png "
+        "(a worker thread; about 1 s of CPU per 10 min of run at 100 Hz)",
+    )
 
 
 class TelemetrySection(_Section):

@@ -44,6 +44,7 @@ __all__ = ["SESSION_CHECKPOINT_KEY", "Agent", "AgentFailed", "read_session_check
 
 SESSION_CHECKPOINT_KEY = "session_checkpoint"
 _HOOKS_GRACE_S = 30.0  # at shutdown, finished runs' metrics and plots get this long
+_SUMMARY_FLUSH_S = 2.0  # and then their summaries this long to reach the broker
 _T = TypeVar("_T")
 
 
@@ -96,7 +97,9 @@ class Agent:
         self.recorder: RunRecorder | None = None
         self.handler: CommandHandler | None = None
         self._updates = updates
-        self._hooks = hooks if hooks is not None else hil_hooks()
+        if hooks is None:
+            hooks = hil_hooks() if config.runs.metrics_and_plot else RunHooks()
+        self._hooks = hooks
         self._tasks: asyncio.TaskGroup | None = None
         self._running: list[asyncio.Task[None]] = []
         self._done = asyncio.Event()
@@ -145,9 +148,14 @@ class Agent:
     ) -> None:
         assert self._tasks is not None
         if self._hook_work:
-            # A run that just ended still gets its metrics, plot and published summary.
+            # A run that just ended still gets its metrics, plot and published summary
+            # (what the link cannot publish in a moment waits in the spool for next time).
             await asyncio.wait(self._hook_work, timeout=_HOOKS_GRACE_S)
             await asyncio.sleep(0)  # their done callbacks
+            for _ in range(int(_SUMMARY_FLUSH_S / 0.05)):  # the spool has no "emptied" event
+                if not self.spool.rows:
+                    break
+                await asyncio.sleep(0.05)
         for task in self._running:
             task.cancel()
         try:
