@@ -183,7 +183,9 @@ def test_a_board_reset_mid_run_boots_safe_and_is_reported_with_its_cause(
             await until(
                 lambda: idle(sub) and (sub.state or {}).get("board", {}).get("boot_count") == 5, 20, "boot 5"
             )
-            got["upto"] = await everything_delivered(station, sub)
+            boot5 = lambda: sum(1 for b, _s in sub.bodies if b == 5) >= 100  # noqa: E731
+            await until(boot5, 20, "boot 5's telemetry", station)
+            got["upto"] = await everything_delivered(station, sub, first_seq=0)  # a new boot: from its first
             got["sub"] = sub
 
     with Station(spec) as station:
