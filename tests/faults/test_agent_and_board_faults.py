@@ -155,6 +155,11 @@ def test_a_hung_agent_makes_the_board_apply_its_host_lost_policy_in_time_and_the
     assert got["run"]["outcome"] == "fault"
     assert got["state"]["board_connected"]
     assert "records_lost" not in [e.get("kind") for e in got["events"]]
+    # The board's own event says the same, at the same tick.
+    raised = [
+        e for e in got["events"] if e.get("kind") == "fault_raised" and e.get("code_name") == "host_lost"
+    ]
+    assert [e["board_ms"] for e in raised] == [hit[_MS]], raised
 
 
 def _faults(body: bytes) -> int:
