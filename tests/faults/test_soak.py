@@ -5,16 +5,21 @@ dropped or run twice. (Issue 7 item 4's broker test: the agent back within 5 s o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from isopress.board_journal import SampleAudit
 from isopress.soak import (
+    BrokerOutage,
     PersistentSubscriber,
     SoakConfig,
+    SoakReport,
     agent_connect_times,
     agent_counters,
     main,
@@ -122,3 +127,47 @@ def test_main_rejects_a_bad_duration(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(ValueError, match="duration_s"):
         main(["--duration-s", "0", "--workdir", "/tmp/isopress-soak-never"])
     assert time.monotonic() - started < 5
+
+
+def _report(**changes: object) -> SoakReport:
+    audit = SampleAudit(
+        boot_count=1,
+        first_seq=0,
+        last_seq=99,
+        produced=100,
+        delivered=100,
+        received=100,
+        missing=(),
+        corrupted=(),
+        unknown=(),
+        historical=0,
+    )
+    report = SoakReport(
+        config={"seed": 1},
+        elapsed_s=10.0,
+        samples=[audit],
+        commands_sent=Counter({"load-recipe": 1, "start": 1}),
+        commands_accepted=Counter({"load-recipe": 1, "start": 1}),
+        commands_executed=Counter({"LOAD_RECIPE_CHUNK": 1, "START": 1}),
+        outages=[BrokerOutage(killed_at=100.0, back_at=101.0, agent_connected_at=101.5)],
+    )
+    for name, value in changes.items():
+        setattr(report, name, value)
+    return report
+
+
+def test_the_soak_report_names_every_broken_promise() -> None:
+    assert _report().problems() == [] and "result    PASS" in _report().text()
+    lost = _report(samples=[dataclasses.replace(_report().samples[0], missing=(5, 6))])
+    assert lost.problems() == ["2 samples lost between the board and the subscriber"]
+    changed = _report(samples=[dataclasses.replace(_report().samples[0], corrupted=(5,))])
+    assert "changed" in changed.problems()[0]
+    twice = _report(commands_executed=Counter({"LOAD_RECIPE_CHUNK": 1, "START": 2}))
+    assert "executed twice" in twice.problems()[0]
+    lost_cmd = _report(commands_executed=Counter({"LOAD_RECIPE_CHUNK": 1}))
+    assert "lost or executed twice" in lost_cmd.problems()[0]
+    slow = _report(outages=[BrokerOutage(100.0, 101.0, 106.5)])
+    assert slow.problems() == ["broker outage 1: the agent took 5.50 s to reconnect"]
+    never = _report(outages=[BrokerOutage(100.0, 101.0, None)])
+    assert never.problems() == ["broker outage 1: the agent never reconnected"]
+    assert "FAIL" in never.text() and never.as_dict()["broker"]["reconnect_s"] == [None]
