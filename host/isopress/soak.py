@@ -494,6 +494,9 @@ class _Soak:
                 await asyncio.sleep(self.config.agent_freeze_s)
                 self.station.thaw_agent()
                 self.agent_freezes += 1
+                # Commands wait until the agent has found its link stale and is back on it.
+                await asyncio.sleep(3.0)
+                await _until(self._board_connected, 30)
                 self.progress(
                     f"agent stopped {self.config.agent_freeze_s} s and continued ({self.agent_freezes})"
                 )
@@ -502,9 +505,12 @@ class _Soak:
         while True:
             await asyncio.sleep(self.config.agent_kill_every_s)
             async with self.gate:
+                board, broker = self._agent_connects()
                 await asyncio.to_thread(self.station.kill_agent)
                 self.station.start_agent()
                 self.agent_kills += 1
+                # Commands wait until the new agent is on the board and on the broker.
+                await _until(functools.partial(self._agent_back, (board, broker)), 60)
                 self.progress(f"agent killed and restarted ({self.agent_kills})")
 
     async def kill_broker_periodically(self) -> None:
@@ -542,6 +548,18 @@ class _Soak:
             and bool(state.get("board_connected"))
             and state.get("state") in ("idle", "ready", "complete")
         )
+
+    def _board_connected(self) -> bool:
+        return bool((self.sub.state or {}).get("board_connected"))
+
+    def _agent_connects(self) -> tuple[int, int]:
+        """How often the agent's log says it connected to the board, and to the broker."""
+        text = self.station.agent_log_text()
+        return text.count(") connected on "), text.count("isopress.agent.mqtt: connected to ")
+
+    def _agent_back(self, before: tuple[int, int]) -> bool:
+        now = self._agent_connects()
+        return now[0] > before[0] and now[1] > before[1]
 
     def _faulted(self) -> bool:
         state = self.sub.state

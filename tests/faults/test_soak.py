@@ -56,7 +56,8 @@ def test_a_minute_of_soak_with_the_broker_killed_every_10_s_loses_nothing(tmp_pa
     # 100 Hz when the loop keeps time; a loaded machine makes the real-time board miss ticks
     assert report.produced > 30 * 100
     assert report.delivered == report.produced and report.lost == 0 and report.corrupted == 0
-    assert sum(report.commands_sent.values()) >= 8 and report.runs_completed >= 2
+    assert sum(report.commands_sent.values()) >= 8 and report.runs_completed >= 1
+    assert report.runs_completed + sum(report.runs_other.values()) >= 2
     assert sum(report.commands_executed.values()) == sum(report.expected_executions().values())
     faults = report.faults
     assert faults["agent_sigstops"] >= 1 and faults["agent_sigkills"] >= 1
