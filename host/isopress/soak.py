@@ -10,7 +10,10 @@ Mosquitto for ``duration_s`` (an hour; ``SOAK_S`` shortens it), while
 - the broker is SIGKILLed every ``broker_kill_every_s`` and started again ``broker_down_s``
   later, on the same port, from its persistence file;
 - the link flips, drops, duplicates and inserts bytes (``byte_error_rate``), picks up
-  garbage bursts, stalls, and is unplugged now and then (``unplug_every_s``).
+  garbage bursts, stalls, and is unplugged now and then (``unplug_every_s``);
+- the agent hangs (SIGSTOP for ``agent_freeze_s``, shorter than the board's host-lost
+  timeout, so the run goes on) every ``agent_freeze_every_s``, and is SIGKILLed and started
+  again every ``agent_kill_every_s``.
 
 A persistent MQTT subscriber (clean start off, a session expiry) records every telemetry
 sample; the board's journal (:mod:`isopress.board_journal`) says what the board produced
@@ -78,7 +81,13 @@ SOAK_RECIPE: dict[str, Any] = {
     ],
 }
 _OPERATOR_COMMANDS = ("LOAD_RECIPE_CHUNK", "START", "PAUSE", "RESUME", "ABORT", "RESET_FAULTS")
-_VERB_COMMAND = {"start": "START", "pause": "PAUSE", "resume": "RESUME", "abort": "ABORT"}
+_VERB_COMMAND = {
+    "start": "START",
+    "pause": "PAUSE",
+    "resume": "RESUME",
+    "abort": "ABORT",
+    "reset": "RESET_FAULTS",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +102,9 @@ class SoakConfig:
     garbage_bursts_per_s: float = 0.02
     stalls_per_s: float = 0.01
     unplug_every_s: float = 300.0  # mean time between simulated USB unplugs (0: never)
+    agent_freeze_every_s: float = 450.0  # SIGSTOP the agent this often (0: never) ...
+    agent_freeze_s: float = 3.0  # ... for this long (the sim board's host-lost timeout is 10 s)
+    agent_kill_every_s: float = 900.0  # SIGKILL and restart the agent this often (0: never)
     settle_s: float = 30.0  # at the end: time for the last gaps to be backfilled and sent
     reconnect_limit_s: float = 5.0  # the agent back on the broker within this of its return
     seed: int = 1
@@ -101,7 +113,15 @@ class SoakConfig:
     def __post_init__(self) -> None:
         if self.duration_s <= 0:
             raise ValueError(f"duration_s: {self.duration_s} must be > 0")
-        for name in ("broker_kill_every_s", "broker_down_s", "unplug_every_s", "settle_s"):
+        for name in (
+            "broker_kill_every_s",
+            "broker_down_s",
+            "unplug_every_s",
+            "settle_s",
+            "agent_freeze_every_s",
+            "agent_freeze_s",
+            "agent_kill_every_s",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0")
         if self.broker_kill_every_s and self.broker_kill_every_s <= self.broker_down_s:
@@ -280,6 +300,7 @@ class SoakReport:
     faults: dict[str, Any] = field(default_factory=dict)
     agent: dict[str, dict[str, Any]] = field(default_factory=dict)
     board_link: dict[str, Any] = field(default_factory=dict)
+    board_loop: dict[str, Any] = field(default_factory=dict)  # overruns, loop/late us max, heap
     subscriber_connects: int = 0
     rss_kib: dict[str, dict[str, int]] = field(default_factory=dict)  # agent/board -> start/end
     reconnect_limit_s: float = 5.0
@@ -375,6 +396,7 @@ class SoakReport:
             "faults_injected": self.faults,
             "agent_counters": self.agent,
             "board_link": self.board_link,
+            "board_loop": self.board_loop,
             "rss_kib": self.rss_kib,
             "problems": self.problems(),
         }
@@ -403,11 +425,15 @@ class SoakReport:
             f"{to_h.get('byte_faults', 0)} to host, "
             f"garbage bursts {to_b.get('garbage_bursts', 0) + to_h.get('garbage_bursts', 0)}, "
             f"stalls {to_b.get('stalls', 0) + to_h.get('stalls', 0)}, unplugs {link.get('disconnects', 0)}",
-            f"  agent     CRC rejects {serial.get('crc_errors')}, retransmits {serial.get('retransmits')}, "
+            f"  agent     SIGSTOPs {link.get('agent_sigstops', 0)}, SIGKILLs {link.get('agent_sigkills', 0)} "
+            "(the counters below are from the processes that stopped cleanly)",
+            f"            CRC rejects {serial.get('crc_errors')}, retransmits {serial.get('retransmits')}, "
             f"history requests {serial.get('history_requests')}, link losses {serial.get('link_losses')}, "
             f"samples backfilled {serial.get('samples_backfilled')}",
             f"  board     CRC rejects {self.board_link.get('crc_errors')}, duplicates answered "
-            f"{self.board_link.get('duplicates')}, history requests {self.history_requests_executed}",
+            f"{self.board_link.get('duplicates')}, history requests {self.history_requests_executed}, "
+            f"loop overruns {self.board_loop.get('loop_overruns')} (latest tick "
+            f"{self.board_loop.get('late_us_max')} us late)",
             "  memory    RSS agent {a0} -> {a1} KiB, board {b0} -> {b1} KiB".format(
                 a0=rss.get("agent", {}).get("start"),
                 a1=rss.get("agent", {}).get("end"),
@@ -453,10 +479,39 @@ class _Soak:
         self.sub = PersistentSubscriber(broker.host, broker.port, config.press_id)
         self.gate = asyncio.Lock()  # a broker kill never falls inside a command's exchange
         self.outages: list[BrokerOutage] = []
+        self.agent_freezes = 0
+        self.agent_kills = 0
         self.sent: Counter[str] = Counter()
         self.accepted: Counter[str] = Counter()
         self.unanswered: Counter[str] = Counter()
         self.rejections: list[str] = []
+
+    async def hang_agent_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.agent_freeze_every_s)
+            async with self.gate:
+                self.station.freeze_agent()
+                await asyncio.sleep(self.config.agent_freeze_s)
+                self.station.thaw_agent()
+                self.agent_freezes += 1
+                # Commands wait until the agent has found its link stale and is back on it.
+                await asyncio.sleep(3.0)
+                await _until(self._board_connected, 30)
+                self.progress(
+                    f"agent stopped {self.config.agent_freeze_s} s and continued ({self.agent_freezes})"
+                )
+
+    async def kill_agent_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.agent_kill_every_s)
+            async with self.gate:
+                board, broker = self._agent_connects()
+                await asyncio.to_thread(self.station.kill_agent)
+                self.station.start_agent()
+                self.agent_kills += 1
+                # Commands wait until the new agent is on the board and on the broker.
+                await _until(functools.partial(self._agent_back, (board, broker)), 60)
+                self.progress(f"agent killed and restarted ({self.agent_kills})")
 
     async def kill_broker_periodically(self) -> None:
         every = self.config.broker_kill_every_s
@@ -494,6 +549,22 @@ class _Soak:
             and state.get("state") in ("idle", "ready", "complete")
         )
 
+    def _board_connected(self) -> bool:
+        return bool((self.sub.state or {}).get("board_connected"))
+
+    def _agent_connects(self) -> tuple[int, int]:
+        """How often the agent's log says it connected to the board, and to the broker."""
+        text = self.station.agent_log_text()
+        return text.count(") connected on "), text.count("isopress.agent.mqtt: connected to ")
+
+    def _agent_back(self, before: tuple[int, int]) -> bool:
+        now = self._agent_connects()
+        return now[0] > before[0] and now[1] > before[1]
+
+    def _faulted(self) -> bool:
+        state = self.sub.state
+        return state is not None and bool(state.get("board_connected")) and state.get("state") == "fault"
+
     def _live_state(self, board_run_id: int, *states: str) -> bool:
         latest = self.sub.latest
         return latest is not None and latest["run_id"] == board_run_id and latest["state"] in states
@@ -504,8 +575,14 @@ class _Soak:
     async def operate(self) -> None:
         """Recipes back to back: load, start, pause and resume in the hold, wait for the end."""
         while True:
-            if not await _until(self._idle, 60):
+            if not await _until(lambda: self._idle() or self._faulted(), 60):
                 self.progress("the press did not come back to idle within 60 s")
+                continue
+            if self._faulted():  # as an operator would: the cause is gone, reset, go on
+                state = self.sub.state or {}
+                self.progress(f"the press is in {state.get('state')} ({state.get('faults')}): reset")
+                await self.command("reset")
+                await _until(self._idle, 10)
                 continue
             if await self.command("load-recipe", {"recipe": SOAK_RECIPE}) is None:
                 continue
@@ -538,6 +615,10 @@ class _Soak:
             tasks = [asyncio.create_task(self.operate())]
             if config.broker_kill_every_s:
                 tasks.append(asyncio.create_task(self.kill_broker_periodically()))
+            if config.agent_freeze_every_s:
+                tasks.append(asyncio.create_task(self.hang_agent_periodically()))
+            if config.agent_kill_every_s:
+                tasks.append(asyncio.create_task(self.kill_agent_periodically()))
             try:
                 end = began + config.duration_s
                 next_note = time.monotonic() + 60
@@ -624,9 +705,15 @@ class _Soak:
             faults={
                 **(proxy.stats.as_dict() if proxy is not None else {}),
                 "broker_kills": len(self.outages),
+                "agent_sigstops": self.agent_freezes,
+                "agent_sigkills": self.agent_kills,
             },
             agent=agent_counters(log_text),
             board_link=dict((board_summary or {}).get("link") or {}),
+            board_loop={
+                k: (board_summary or {}).get(k)
+                for k in ("loop_overruns", "loop_us_max", "loop_us_p99", "late_us_max", "heap_free_min")
+            },
             subscriber_connects=self.sub.connects,
             rss_kib={
                 "agent": {"start": rss_start["agent"], "end": rss_end["agent"]},
@@ -656,6 +743,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker-kill-every-s", type=float, default=30.0)
     parser.add_argument("--byte-error-rate", type=float, default=1e-4)
     parser.add_argument("--unplug-every-s", type=float, default=300.0)
+    parser.add_argument("--agent-freeze-every-s", type=float, default=450.0)
+    parser.add_argument("--agent-kill-every-s", type=float, default=900.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None, help="default: a new temporary folder")
     parser.add_argument(
@@ -669,6 +758,8 @@ def main(argv: list[str] | None = None) -> int:
         broker_kill_every_s=args.broker_kill_every_s,
         byte_error_rate=args.byte_error_rate,
         unplug_every_s=args.unplug_every_s,
+        agent_freeze_every_s=args.agent_freeze_every_s,
+        agent_kill_every_s=args.agent_kill_every_s,
         seed=args.seed,
     )
 

@@ -74,14 +74,16 @@ def journal_of(station: Station) -> BoardJournal:
     return BoardJournal.read(board.journal_path(board.boot_count), board.boot_count)
 
 
-async def everything_delivered(station: Station, sub: PersistentSubscriber, timeout_s: float = 30.0) -> int:
-    """Wait until the subscriber has every sample the board produced so far (from the first
-    one it got); returns the last seq that covers."""
+async def everything_delivered(
+    station: Station, sub: PersistentSubscriber, timeout_s: float = 30.0, *, first_seq: int | None = None
+) -> int:
+    """Wait until the subscriber has every sample the board produced so far, from ``first_seq``
+    (default: the first one it got); returns the last seq that covers."""
     boot = station.board.boot_count
     await until(lambda: any(b == boot for b, _s in sub.bodies), timeout_s, f"boot {boot}'s samples", station)
     journal = journal_of(station)
     upto = max(journal.samples)
-    first = min(seq for b, seq in sub.bodies if b == boot)
+    first = first_seq if first_seq is not None else min(seq for b, seq in sub.bodies if b == boot)
     await until(lambda: sub.has_all(boot, first, upto), timeout_s, f"samples {first}..{upto}", station)
     return upto
 

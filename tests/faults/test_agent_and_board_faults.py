@@ -1,7 +1,7 @@
 """Agent and board faults (issue 7 item 4), timed from the board's own journal.
 
 - The agent hangs (SIGSTOP) in a hold: the board applies its host-lost policy (depressurise
-  at the recipe's ramp-down rate, never a dump) at the first control tick past
+  at the recipe's ramp-down rate, never a dump; or finish the recipe) at the first control tick past
   ``host_lost_timeout_ms`` after it last heard the host; after SIGCONT the agent
   resynchronises and the subscriber gets every sample, the outage's included.
 - The board resets mid-run: its new boot starts with the outputs safe, and the reset and its
@@ -45,10 +45,10 @@ HOST_LOST_TIMEOUT_MS = 2000
 CONTROL_PERIOD_MS = 10  # the sim's control_period_ms (and telemetry_decimation 1)
 
 RECIPE: dict[str, Any] = {
-    "name": "long hold",
+    "name": "hold",
     "segments": [
         {"kind": "ramp", "target_mpa": 4.0, "rate_mpa_s": 2.0},
-        {"kind": "hold", "duration_s": 60.0},
+        {"kind": "hold", "duration_s": 6.0},
         {"kind": "ramp", "target_mpa": 0.0, "rate_mpa_s": 1.0},
     ],
 }
@@ -61,14 +61,17 @@ def _rows(journal: BoardJournal) -> list[tuple[Any, ...]]:
     return [struct.unpack(SAMPLE_FORMAT, journal.samples[s]) for s in sorted(journal.samples)]
 
 
+@pytest.mark.parametrize(
+    "policy", [codes.HOST_LOST_DEPRESSURISE, codes.HOST_LOST_FINISH], ids=["depressurise", "finish"]
+)
 def test_a_hung_agent_makes_the_board_apply_its_host_lost_policy_in_time_and_then_resyncs(
-    broker: Mosquitto, tmp_path: Path
+    broker: Mosquitto, tmp_path: Path, policy: int
 ) -> None:
     config = sim_config_text(
-        {"profile": {"host_lost_timeout_ms": HOST_LOST_TIMEOUT_MS, "host_lost_policy": 1}}
+        {"profile": {"host_lost_timeout_ms": HOST_LOST_TIMEOUT_MS, "host_lost_policy": policy}}
     )
     spec = StationSpec(
-        press_id="faults-hang",
+        press_id=f"faults-hang-{policy}",
         workdir=tmp_path,
         broker=handle(broker),
         board_config_text=config,
@@ -127,7 +130,7 @@ def test_a_hung_agent_makes_the_board_apply_its_host_lost_policy_in_time_and_the
     audit = audit_bodies(journal, sub.boot(boot), historical=historical, upto_seq=got["upto"])
     after_3_s = next(r for r in rows[first_lost:] if r[_MS] >= hit[_MS] + 3000)
     report(
-        "agent_sigstop",
+        f"agent_sigstop policy {policy}",
         {
             "host_lost_timeout_ms": HOST_LOST_TIMEOUT_MS,
             "last_host_contact_board_ms": last_heard,
@@ -145,16 +148,27 @@ def test_a_hung_agent_makes_the_board_apply_its_host_lost_policy_in_time_and_the
     assert last_heard >= 0
     assert before[_MS] - last_heard <= HOST_LOST_TIMEOUT_MS < latency_ms
     assert latency_ms <= HOST_LOST_TIMEOUT_MS + max(CONTROL_PERIOD_MS, hit[_MS] - before[_MS])
-    # ... its policy: depressurise under control (pump off, vent open, dump valve closed)
-    assert hit[_STATE] == codes.ST_FAULT and hit[_PUMP] == 0
-    assert after_3_s[_P] < hit[_P] - 1.0 and after_3_s[_FLAGS] & codes.FLAG_DUMP_CLOSED
-    assert any(r[_VENT] > 0 for r in rows[first_lost : first_lost + 300])
+    if policy == codes.HOST_LOST_DEPRESSURISE:
+        # depressurise under control: pump off, vent open, the dump valve kept closed
+        assert hit[_STATE] == codes.ST_FAULT and hit[_PUMP] == 0
+        assert after_3_s[_P] < hit[_P] - 1.0 and after_3_s[_FLAGS] & codes.FLAG_DUMP_CLOSED
+        assert any(r[_VENT] > 0 for r in rows[first_lost : first_lost + 300])
+        assert got["run"]["outcome"] == "fault"
+    else:
+        # finish: the hold goes on, then the recipe's own ramp down
+        assert hit[_STATE] == codes.ST_HOLDING and abs(after_3_s[_P] - 4.0) < 0.5
+        assert any(r[_STATE] == codes.ST_DEPRESSURISING for r in rows[first_lost:])
+        assert got["run"]["outcome"] == "complete"
     # The agent: back in step after SIGCONT, every sample of the outage delivered unchanged.
     assert audit.clean and audit.produced > 500, audit.as_dict()
     assert audit.historical > 0  # the outage came from the board's history
-    assert got["run"]["outcome"] == "fault"
     assert got["state"]["board_connected"]
     assert "records_lost" not in [e.get("kind") for e in got["events"]]
+    # The board's own event says the same, at the same tick.
+    raised = [
+        e for e in got["events"] if e.get("kind") == "fault_raised" and e.get("code_name") == "host_lost"
+    ]
+    assert [e["board_ms"] for e in raised] == [hit[_MS]], raised
 
 
 def _faults(body: bytes) -> int:
@@ -183,7 +197,9 @@ def test_a_board_reset_mid_run_boots_safe_and_is_reported_with_its_cause(
             await until(
                 lambda: idle(sub) and (sub.state or {}).get("board", {}).get("boot_count") == 5, 20, "boot 5"
             )
-            got["upto"] = await everything_delivered(station, sub)
+            boot5 = lambda: sum(1 for b, _s in sub.bodies if b == 5) >= 100  # noqa: E731
+            await until(boot5, 20, "boot 5's telemetry", station)
+            got["upto"] = await everything_delivered(station, sub, first_seq=0)  # a new boot: from its first
             got["sub"] = sub
 
     with Station(spec) as station:

@@ -1,19 +1,25 @@
 """The soak (``make soak``) in a minute: broker SIGKILLed every 10 s, the cable damaged and
-unplugged, recipes pressed throughout; nothing lost, changed, dropped or run twice."""
+unplugged, the agent hung and killed, recipes pressed throughout; nothing lost, changed,
+dropped or run twice. (Issue 7 item 4's broker test: the agent back within 5 s of each return.)"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from isopress.board_journal import SampleAudit
 from isopress.soak import (
+    BrokerOutage,
     PersistentSubscriber,
     SoakConfig,
+    SoakReport,
     agent_connect_times,
     agent_counters,
     main,
@@ -34,6 +40,8 @@ def test_a_minute_of_soak_with_the_broker_killed_every_10_s_loses_nothing(tmp_pa
         broker_kill_every_s=10.0,
         byte_error_rate=1e-4,
         unplug_every_s=25.0,
+        agent_freeze_every_s=22.0,  # SIGSTOP 3 s at ~22 s and ~47 s
+        agent_kill_every_s=35.0,  # SIGKILL and restart at ~35 s
         seed=3,
     )
     notes: list[str] = []
@@ -48,11 +56,12 @@ def test_a_minute_of_soak_with_the_broker_killed_every_10_s_loses_nothing(tmp_pa
     # 100 Hz when the loop keeps time; a loaded machine makes the real-time board miss ticks
     assert report.produced > 30 * 100
     assert report.delivered == report.produced and report.lost == 0 and report.corrupted == 0
-    assert sum(report.commands_sent.values()) >= 8 and report.runs_completed >= 2
+    assert sum(report.commands_sent.values()) >= 8 and report.runs_completed >= 1
+    assert report.runs_completed + sum(report.runs_other.values()) >= 2
     assert sum(report.commands_executed.values()) == sum(report.expected_executions().values())
     faults = report.faults
+    assert faults["agent_sigstops"] >= 1 and faults["agent_sigkills"] >= 1
     assert faults["to_board"]["byte_faults"] + faults["to_host"]["byte_faults"] > 0
-    assert report.agent["mqtt"]["connects"] >= len(report.outages) + 1
     assert report.agent["serial"]["crc_errors"] >= 0 and report.board_link["commands_executed"] > 0
     for part in ("agent", "board"):
         assert report.rss_kib[part]["start"] > 0 and report.rss_kib[part]["end"] > 0
@@ -119,3 +128,47 @@ def test_main_rejects_a_bad_duration(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(ValueError, match="duration_s"):
         main(["--duration-s", "0", "--workdir", "/tmp/isopress-soak-never"])
     assert time.monotonic() - started < 5
+
+
+def _report(**changes: object) -> SoakReport:
+    audit = SampleAudit(
+        boot_count=1,
+        first_seq=0,
+        last_seq=99,
+        produced=100,
+        delivered=100,
+        received=100,
+        missing=(),
+        corrupted=(),
+        unknown=(),
+        historical=0,
+    )
+    report = SoakReport(
+        config={"seed": 1},
+        elapsed_s=10.0,
+        samples=[audit],
+        commands_sent=Counter({"load-recipe": 1, "start": 1}),
+        commands_accepted=Counter({"load-recipe": 1, "start": 1}),
+        commands_executed=Counter({"LOAD_RECIPE_CHUNK": 1, "START": 1}),
+        outages=[BrokerOutage(killed_at=100.0, back_at=101.0, agent_connected_at=101.5)],
+    )
+    for name, value in changes.items():
+        setattr(report, name, value)
+    return report
+
+
+def test_the_soak_report_names_every_broken_promise() -> None:
+    assert _report().problems() == [] and "result    PASS" in _report().text()
+    lost = _report(samples=[dataclasses.replace(_report().samples[0], missing=(5, 6))])
+    assert lost.problems() == ["2 samples lost between the board and the subscriber"]
+    changed = _report(samples=[dataclasses.replace(_report().samples[0], corrupted=(5,))])
+    assert "changed" in changed.problems()[0]
+    twice = _report(commands_executed=Counter({"LOAD_RECIPE_CHUNK": 1, "START": 2}))
+    assert "executed twice" in twice.problems()[0]
+    lost_cmd = _report(commands_executed=Counter({"LOAD_RECIPE_CHUNK": 1}))
+    assert "lost or executed twice" in lost_cmd.problems()[0]
+    slow = _report(outages=[BrokerOutage(100.0, 101.0, 106.5)])
+    assert slow.problems() == ["broker outage 1: the agent took 5.50 s to reconnect"]
+    never = _report(outages=[BrokerOutage(100.0, 101.0, None)])
+    assert never.problems() == ["broker outage 1: the agent never reconnected"]
+    assert "FAIL" in never.text() and never.as_dict()["broker"]["reconnect_s"] == [None]
