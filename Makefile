@@ -33,8 +33,12 @@ broker:
 test: deps broker
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The whole stack on embedded defaults (virtual board under the venv's MicroPython, the
+# agent, Mosquitto if installed else the embedded broker): about 70 s. Needs only the venv.
+# DEMO_ARGS: e.g. --keep-running, --broker embedded, --recipe FILE (see isopress demo -h).
+DEMO_ARGS ?=
 demo: $(INSTALLED)
-	$(BIN)/isopress demo
+	$(BIN)/isopress demo $(DEMO_ARGS)
 
 # BENCH=fleet,protocol_bench runs only those (a name or a unique prefix); the other rows are kept.
 BENCH ?=
@@ -50,6 +54,13 @@ FUZZ_COMMAND_ITERATIONS ?= 100000
 fuzz: deps
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_COMMAND_ITERATIONS=$(FUZZ_COMMAND_ITERATIONS) HYPOTHESIS_PROFILE=fuzz \
 		$(BIN)/pytest -p no:cacheprovider tests/protocol tests/security/test_command_fuzz.py $(PYTEST_ARGS)
+
+# A virtual press for SOAK_S seconds of real time (default an hour) with the broker SIGKILLed
+# every 30 s and the serial link damaged and unplugged; prints a summary (samples produced /
+# delivered / lost, commands, reconnect times, faults, memory) and fails on any loss.
+SOAK_S ?= 3600
+soak: deps broker
+	$(BIN)/python -m isopress.soak --duration-s $(SOAK_S) $(SOAK_ARGS)
 
 lint: deps
 	$(BIN)/ruff check .

@@ -11,9 +11,22 @@ __all__ = ["main"]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import DemoError, DemoOptions, load_recipe_file, run_demo
 
-    return run_demo()
+    try:
+        recipe = load_recipe_file(Path(args.recipe)) if args.recipe else None
+    except DemoError as exc:
+        print(f"isopress demo: {exc}", file=sys.stderr)
+        return 2
+    options = DemoOptions(
+        workdir=Path(args.workdir),
+        recipe=recipe,
+        broker=args.broker,
+        press_id=args.press_id,
+        keep_running=args.keep_running,
+        progress=args.progress,
+    )
+    return run_demo(options)
 
 
 def _cmd_firmware_build(args: argparse.Namespace) -> int:
@@ -134,7 +147,28 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="isopress", description="Laboratory isostatic press: host tools")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run a press cycle on the virtual board and print the trace")
+    demo = sub.add_parser(
+        "demo",
+        help="the whole stack on this machine: virtual board, agent, broker, a recipe run over MQTT",
+    )
+    demo.add_argument("--workdir", default="build/demo", help="run records, logs, spool (default build/demo)")
+    demo.add_argument("--recipe", help="a recipe JSON file instead of the built-in 60 s one")
+    demo.add_argument(
+        "--broker",
+        choices=["auto", "mosquitto", "embedded"],
+        default="auto",
+        help="auto: Mosquitto when installed, else the embedded broker",
+    )
+    demo.add_argument("--press-id", default="demo", help="the press id in the MQTT topics (default demo)")
+    demo.add_argument(
+        "--keep-running", action="store_true", help="after the run, keep everything up until Ctrl-C"
+    )
+    demo.add_argument(
+        "--progress",
+        choices=["auto", "line", "log"],
+        default="auto",
+        help="one live line (a terminal) or a line a second (auto: by whether stdout is a terminal)",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     firmware = sub.add_parser("firmware", help="build and deploy board firmware")

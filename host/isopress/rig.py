@@ -162,6 +162,8 @@ class StationSpec:
     agent_toml: str = ""  # extra agent config, appended (e.g. "[telemetry]\nbatch_period_ms = 50")
     log_level: str = "info"
     agent_env: dict[str, str] = field(default_factory=dict)
+    journal: bool = False  # the board journals to workdir/journal (isopress.board_journal)
+    broker_reconnect_s: tuple[float, float] = (0.1, 2.0)  # the agent's broker.reconnect initial_s, max_s
 
 
 class Station:
@@ -179,6 +181,7 @@ class Station:
             seed=spec.seed,
             config_text=spec.board_config_text,
             boot_count=spec.boot_count,
+            journal_dir=spec.workdir / "journal" if spec.journal else None,
         )
         self.proxy: SerialFaultProxy | None = None
         self.agent: subprocess.Popen[bytes] | None = None
@@ -250,8 +253,8 @@ host = "{spec.broker.host}"
 port = {spec.broker.port}
 keepalive_s = 5
 [broker.reconnect]
-initial_s = 0.1
-max_s = 2.0
+initial_s = {spec.broker_reconnect_s[0]}
+max_s = {spec.broker_reconnect_s[1]}
 [spool]
 path = "{self.spool_path}"
 [runs]

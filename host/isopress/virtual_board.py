@@ -39,6 +39,10 @@ __all__ = ["RUNTIMES", "VirtualBoard", "VirtualBoardError"]
 
 RUNTIMES = ("micropython", "cpython")
 _STOP_TIMEOUT_S = 5.0
+# The journal (its file, its class, a hex line per sample) is test instrumentation a real
+# board does not carry: a journalling board gets this much heap on top, so the firmware
+# keeps the RP2040's margin (without it the link's CRC table no longer fits at boot).
+JOURNAL_HEAP_BYTES = 8 * 1024
 
 
 class VirtualBoardError(RuntimeError):
@@ -58,6 +62,9 @@ class VirtualBoard:
         heap_bytes: MicroPython heap (default an RP2040's, 180 KB).
         run_s: stop by itself after this much time (0: until ``stop()``).
         print_every_s: the board's status line in its log every this many seconds (0: none).
+        journal_dir: when set, each boot writes its journal (samples produced, commands
+            executed, host contacts: :mod:`isopress.board_journal`) to
+            ``journal_dir/boot-<boot_count>.journal``.
     """
 
     def __init__(
@@ -71,6 +78,7 @@ class VirtualBoard:
         heap_bytes: int = micropython_port.RP2040_HEAP_BYTES,
         run_s: float = 0.0,
         print_every_s: float = 0.0,
+        journal_dir: Path | None = None,
     ) -> None:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
@@ -82,6 +90,7 @@ class VirtualBoard:
         self.heap_bytes = heap_bytes
         self.run_s = run_s
         self.print_every_s = print_every_s
+        self.journal_dir = journal_dir
         self.summary: dict[str, Any] | None = None
         self.logs: list[str] = []  # the log of every boot so far, oldest first
         self._dir: Path | None = None
@@ -164,6 +173,12 @@ class VirtualBoard:
         self._close()
         return self.summary
 
+    def journal_path(self, boot_count: int) -> Path:
+        """Where boot ``boot_count`` writes its journal (needs ``journal_dir``)."""
+        if self.journal_dir is None:
+            raise VirtualBoardError("this virtual board keeps no journal (journal_dir=None)")
+        return self.journal_dir / f"boot-{boot_count}.journal"
+
     # -- diagnostics --------------------------------------------------------------------
     def log_text(self) -> str:
         """The current (or last) boot's stdout and stderr: config errors, status lines,
@@ -197,12 +212,16 @@ class VirtualBoard:
         ]
         if self.config_text is not None:
             args += ["--config", str(self._dir / "config.json")]
+        if self.journal_dir is not None:
+            self.journal_dir.mkdir(parents=True, exist_ok=True)
+            args += ["--journal", str(self.journal_path(self.boot_count))]
         env = dict(os.environ)
         if self.runtime == "micropython":
             bundle = self._dir / "bundle"
             env["MICROPYPATH"] = str(bundle)
             exe = str(micropython_port.micropython_executable())
-            return [exe, "-X", f"heapsize={self.heap_bytes}", str(bundle / "main.py"), *args], env
+            heap = self.heap_bytes + (JOURNAL_HEAP_BYTES if self.journal_dir is not None else 0)
+            return [exe, "-X", f"heapsize={heap}", str(bundle / "main.py"), *args], env
         fw = firmware_root()
         path = [fw / "boards" / "sim", fw, protocol_root()]
         env["PYTHONPATH"] = os.pathsep.join(str(p) for p in path)

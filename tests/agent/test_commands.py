@@ -256,3 +256,140 @@ def test_simple_verbs_reach_the_board_in_their_states(verb: str, state: int, cal
     outcome, board, _ = _handle(_command(verb), press=_press(state))
     assert outcome.reply is not None and outcome.reply.accepted
     assert board.calls == [(call, ())]
+
+
+def test_a_start_right_after_the_load_ack_is_judged_by_the_acknowledged_state() -> None:
+    """The load-recipe ACK makes the view READY at once; samples from before the load
+    (still saying idle) do not take it back, so an immediate start is accepted."""
+    clock = [100.0]
+    press = PressView("p1", monotonic=lambda: clock[0])
+    press.on_info(make_info())
+    press.on_sample(make_sample(1, state=codes.ST_IDLE))
+    board = RecordingBoard(result=CommandResult(ok=True, value=1))
+    handler = CommandHandler(CommandsSection(), board, press, clock=lambda: NOW, monotonic=lambda: 100.0)
+
+    async def go() -> tuple[Outcome, Outcome]:
+        loaded = await handler.handle(_command("load-recipe", {"recipe": GOOD_RECIPE}))
+        assert press.state == codes.ST_READY and press.state_name == "ready"
+        press.on_sample(make_sample(2, state=codes.ST_IDLE))  # taken before the board loaded it
+        assert press.state == codes.ST_READY
+        started = await handler.handle(_command("start", {}))
+        return loaded, started
+
+    loaded, started = asyncio.run(go())
+    assert loaded.reply is not None and loaded.reply.accepted
+    assert started.reply is not None and started.reply.accepted, started.reply
+    assert [name for name, _ in board.calls] == ["load_recipe", "start"]
+
+
+def test_the_acknowledged_state_yields_to_the_board_once_a_sample_shows_another() -> None:
+    clock = [100.0]
+    press = PressView("p1", monotonic=lambda: clock[0])
+    press.on_info(make_info())
+    press.on_sample(make_sample(1, state=codes.ST_IDLE))
+    press.expect(codes.ST_READY, (codes.ST_IDLE, codes.ST_COMPLETE))
+    press.on_sample(make_sample(2, state=codes.ST_READY))  # the board caught up
+    press.on_sample(make_sample(3, state=codes.ST_IDLE))  # and went idle (e.g. a new profile)
+    assert press.state == codes.ST_IDLE
+    press.expect(codes.ST_READY, (codes.ST_IDLE, codes.ST_COMPLETE))
+    press.on_sample(make_sample(4, state=codes.ST_FAULT))  # any other state is the board's word
+    assert press.state == codes.ST_FAULT
+    press.expect(codes.ST_READY, (codes.ST_IDLE, codes.ST_COMPLETE))
+    clock[0] += 1.5  # past EXPECT_HOLD_S: a board still saying idle is believed
+    press.on_sample(make_sample(5, state=codes.ST_IDLE))
+    assert press.state == codes.ST_IDLE
+
+
+def test_a_start_expectation_believes_samples_of_the_new_run_and_yields_to_an_abort() -> None:
+    press = PressView("p1", monotonic=lambda: 100.0)
+    press.on_info(make_info())
+    press.on_sample(make_sample(1, state=codes.ST_READY, run_id=4))
+    press.expect(codes.ST_PRESSURISING, (codes.ST_READY, codes.ST_COMPLETE), run_id=5)
+    press.on_sample(make_sample(2, state=codes.ST_READY, run_id=4))  # from before the start
+    assert press.state == codes.ST_PRESSURISING
+    press.on_sample(make_sample(3, state=codes.ST_COMPLETE, run_id=5))  # a run over in no time
+    assert press.state == codes.ST_COMPLETE
+    press.expect(codes.ST_PRESSURISING, (codes.ST_READY, codes.ST_COMPLETE), run_id=6)
+    press.settle()  # an abort was acknowledged: at ambient the board is ready at once
+    press.on_sample(make_sample(4, state=codes.ST_READY, run_id=5))
+    assert press.state == codes.ST_READY
+
+
+def test_a_command_the_board_answers_late_is_pending_then_settled_never_abandoned() -> None:
+    """Late execution: the board answers a start after commands.board_timeout_s. The first
+    reply says pending (it may still execute); when the ACK comes the start is finished
+    (the run is opened for its operator) and the final reply goes to on_settled."""
+    press = _press(codes.ST_READY)
+    press.recipe = LoadedRecipe.of(Recipe.model_validate(GOOD_RECIPE))
+    board = RecordingBoard(result=CommandResult(ok=True, value=9), delay_s=0.3)
+    started: list[tuple[str, int]] = []
+    settled: list[tuple[IncomingCommand, Outcome]] = []
+
+    async def on_settled(command: IncomingCommand, outcome: Outcome) -> None:
+        settled.append((command, outcome))
+
+    handler = CommandHandler(
+        CommandsSection(board_timeout_s=0.05),
+        board,
+        press,
+        on_start=lambda operator, recipe, run: started.append((operator, run)),
+        on_settled=on_settled,
+        clock=lambda: NOW,
+        monotonic=lambda: 100.0,
+    )
+    start = _command("start", {})
+
+    async def go() -> tuple[Outcome, Outcome, Outcome]:
+        first = await handler.handle(start)
+        assert started == [] and handler.pending  # not executed yet, not forgotten either
+        meanwhile = await handler.handle(_command("load-recipe", {"recipe": GOOD_RECIPE}))
+        abort = await handler.handle(_command("abort"))  # never refused for a pending command
+        await asyncio.sleep(0.5)
+        return first, meanwhile, abort
+
+    first, meanwhile, abort = asyncio.run(go())
+    assert first.reply is not None and first.reply.pending and not first.reply.accepted
+    assert "may yet execute: its final reply follows on this response topic" in (first.reply.error or "")
+    assert meanwhile.reply is not None and not meanwhile.reply.accepted
+    assert "start from 'alice'" in (meanwhile.reply.error or "") and "may still execute" in (
+        meanwhile.reply.error or ""
+    )
+    assert abort.reply is not None and "abort is not allowed while the press is ready" in (
+        abort.reply.error or ""
+    )
+    assert [name for name, _ in board.calls] == ["start"]  # nothing else reached the board
+    assert started == [("alice", 9)]  # the late ACK still opened the run for its operator
+    finals = {c.verb: o for c, o in settled}
+    final = finals["start"]
+    assert final.late and final.reply is not None and final.reply.accepted and not final.reply.pending
+    assert final.reply.board is not None and final.reply.board.value == 9
+    assert final.reply.command_id == first.reply.command_id is not None
+    assert settled[0][0] is start and not handler.pending
+
+
+def test_a_pending_command_the_board_never_gets_settles_as_rejected() -> None:
+    board = RecordingBoard(error=BoardUnavailable("no reply from the board (8 tries)"), delay_s=0.2)
+    settled: list[Outcome] = []
+
+    async def on_settled(_command: IncomingCommand, outcome: Outcome) -> None:
+        settled.append(outcome)
+
+    handler = CommandHandler(
+        CommandsSection(board_timeout_s=0.05),
+        board,
+        _press(codes.ST_HOLDING),
+        on_settled=on_settled,
+        clock=lambda: NOW,
+        monotonic=lambda: 100.0,
+    )
+
+    async def go() -> Outcome:
+        first = await handler.handle(_command("pause"))
+        await asyncio.sleep(0.4)
+        return first
+
+    first = asyncio.run(go())
+    assert first.reply is not None and first.reply.pending
+    (final,) = settled
+    assert final.late and final.reply is not None and not final.reply.accepted and not final.reply.pending
+    assert final.reply.error == "the board could not be reached: no reply from the board (8 tries)"

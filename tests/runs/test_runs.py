@@ -281,3 +281,93 @@ def test_runs_cli_list_show_compare(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["runs", "compare", a.run_id, b.run_id, "--json", *folder]) == 0
     data: dict[str, Any] = json.loads(capsys.readouterr().out)
     assert data["runs"][0]["rms_mpa"] == pytest.approx(0.25)
+    png = tmp_path / "a.png"
+    assert main(["runs", "plot", a.run_id, "--out", str(png), *folder]) == 0
+    assert capsys.readouterr().out.strip() == str(png) and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_hil_hooks_give_a_record_hil_run_metrics_and_a_plot(tmp_path: Path) -> None:
+    from isopress.runs.hooks import hil_hooks
+
+    summary = _record_run(tmp_path, run_id=1, hold_s=8.0, hooks=hil_hooks())  # judged after 5 s
+    folder = Path(summary.record_path)
+    profile = json.loads((folder / "profile.json").read_text())
+    assert profile["profile_hash"] == "0000cafe" and profile["max_working_mpa"] == 400
+    metrics = summary.metrics
+    assert metrics is not None and metrics == json.loads((folder / "metrics.json").read_text())
+    # isopress hil run's keys, computed on the measured trace: 10 MPa peak, no overshoot
+    # (the synthetic ramp ends at 9.9 MPa, then holds at exactly 10)
+    assert metrics["peak_mpa"] == pytest.approx(10.0) and metrics["overshoot_mpa"] == 0.0
+    assert metrics["hold_error_rms_mpa"] == pytest.approx(0.0, abs=1e-9)
+    assert metrics["final_state"] == "complete" and metrics["sim_s"] == pytest.approx(27.9)
+    assert [r["segment"] for r in metrics["ramps"]] == [0, 2]  # type: ignore[index, union-attr]
+    png = (folder / "plot.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def test_a_record_without_its_recipe_gets_no_metrics_and_says_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from isopress.runs.hooks import hil_hooks
+
+    rec = RunRecorder(tmp_path, "p", hooks=hil_hooks())
+    rec.on_info(_info())
+    for seq in range(1, 20):  # a run the agent did not start (no recipe it loaded)
+        rec.on_sample(_sample(seq, 0, codes.ST_PRESSURISING, seq * 0.1))
+    summary = rec.finish((1, 1), codes.ST_COMPLETE)
+    assert summary is not None and summary.outcome == "complete" and summary.metrics is None
+    assert "recipe.json: missing" in caplog.text
+
+
+def test_a_board_that_rebooted_while_the_agent_was_down_closes_the_run_on_reconnect(tmp_path: Path) -> None:
+    first = RunRecorder(tmp_path, "p")
+    first.on_info(_info(boot=4))
+    run_id = first.expect_start("erin", RECIPE, 1)
+    for seq in range(1, 31):
+        first.on_sample(_sample(seq, 0, codes.ST_PRESSURISING, seq * 0.1, boot=4))
+    first.close()  # the agent dies; the board reboots before it is back
+    published: list[RunSummary] = []
+    second = RunRecorder(tmp_path, "p", publish=published.append)
+    assert [r.run_id for r in second.open_runs.values()] == [run_id]  # reopened from disk
+    assert second.on_info(_info(boot=4)) == []  # the same boot: the run goes on
+    assert second.on_info(_info(boot=5)) == [run_id]
+    assert not second.open_runs
+    (summary,) = published
+    assert summary.outcome == "interrupted" and summary.final_state == "boot" and summary.samples == 30
+    assert summary.operator == "erin" and summary.ended_at is not None
+    assert RunSummary.model_validate_json((Path(summary.record_path) / "run.json").read_text()) == summary
+    assert RunRecorder(tmp_path, "p").open_runs == {}  # a third agent finds nothing to reopen
+
+
+def test_an_accepted_abort_survives_an_agent_restart(tmp_path: Path) -> None:
+    first = RunRecorder(tmp_path, "p")
+    first.on_info(_info(boot=4))
+    first.expect_start("erin", RECIPE, 1)
+    first.on_sample(_sample(1, 0, codes.ST_PRESSURISING, 0.1, boot=4))
+    first.mark_aborted()
+    first.close()  # the agent stops; the board is reset before the abort's ramp-down ends
+    second = RunRecorder(tmp_path, "p")
+    second.on_info(_info(boot=5))
+    (record,) = list_runs(tmp_path)
+    assert record.summary.outcome == "aborted"
+
+
+def test_hooks_in_the_background_publish_the_summary_when_they_are_done(tmp_path: Path) -> None:
+    pending: list[tuple[Any, Any]] = []
+    published: list[RunSummary] = []
+    hooks = RunHooks(metrics=lambda folder: {"rows": 1})
+    rec = RunRecorder(
+        tmp_path, "p", hooks=hooks, publish=published.append, background=lambda w, d: pending.append((w, d))
+    )
+    rec.on_info(_info())
+    rec.expect_start("alice", RECIPE, 1)
+    rec.on_sample(_sample(1, 0, codes.ST_PRESSURISING, 1.0))
+    now = rec.finish((1, 1), codes.ST_COMPLETE)
+    assert now is not None and now.outcome == "complete" and now.metrics is None and published == []
+    folder = Path(now.record_path)
+    assert RunSummary.model_validate_json((folder / "run.json").read_text()).outcome == "complete"
+    ((work, done),) = pending
+    done(work())
+    (summary,) = published
+    assert summary.metrics == {"rows": 1}
+    assert RunSummary.model_validate_json((folder / "run.json").read_text()).metrics == {"rows": 1}

@@ -200,3 +200,60 @@ def test_a_board_reset_mid_run_is_reported_and_the_agent_resynchronises(
     assert boot2[0] == 0 and boot2 == list(range(len(boot2))), "boot 2 from its first sample, no gap"
     boot_events = [e for e in sub.on("/event") if e["kind"] == "boot" and e["boot_count"] == 2]
     assert boot_events and boot_events[0]["code"] == codes.RESET_WATCHDOG
+
+
+def test_a_start_the_board_answers_after_the_timeout_is_pending_then_settled_not_run_behind_the_back(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """Late execution: the START frames are lost on the wire six times; the session's
+    retransmissions get it through after commands.board_timeout_s. The operator is told
+    'pending' first, then the final reply; the run is recorded as theirs."""
+    press_id = unique_press_id("late")
+    got: dict[str, Any] = {}
+
+    async def body(sub: Subscriber) -> None:
+        async with BoardPeer() as peer:
+            config = _config(broker, tmp_path, press_id, peer.url)
+            config.write_text(config.read_text() + "[commands]\nboard_timeout_s = 0.2\n")
+            proc = _start(config)
+            try:
+                await eventually(
+                    lambda: (s := _state(sub)) is not None and s.board_connected and s.state == "idle",
+                    15,
+                    f"idle over the session {_log(config)}",
+                )
+                got["load"] = await send_command(broker, press_id, "alice", "load-recipe", {"recipe": RECIPE})
+                peer.script.drop_commands = 6  # the next six command frames never reach the board
+                got["start"] = await send_command(broker, press_id, "alice", "start", {})
+                got["meanwhile"] = await send_command(
+                    broker, press_id, "bob", "load-recipe", {"recipe": RECIPE}
+                )
+
+                def start_replies() -> list[dict[str, Any]]:
+                    return [r for r in sub.on("/reply/") if r["verb"] == "start"]
+
+                await eventually(lambda: len(start_replies()) == 2, 20, f"the final reply {_log(config)}")
+                got["replies"] = start_replies()
+                got["board_state"] = peer.state
+                await eventually(lambda: bool(sub.on("/run/")), 20, f"run summary {_log(config)}")
+                proc.send_signal(signal.SIGTERM)
+                assert await asyncio.to_thread(proc.wait, 15) == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+
+    sub = asyncio.run(with_subscriber(broker, f"isopress/{press_id}/#", body))
+    assert got["load"]["accepted"], got
+    first, final = got["replies"]
+    assert first == got["start"]
+    assert first["pending"] and not first["accepted"] and "may yet execute" in first["error"]
+    assert final["accepted"] and not final["pending"] and final["board"]["value"] == 1
+    assert final["command_id"] == first["command_id"] and final["run_id"] is not None
+    assert got["meanwhile"] is not None and not got["meanwhile"]["accepted"]
+    assert "awaiting the board's answer" in got["meanwhile"]["error"]
+    assert got["board_state"] != codes.ST_READY  # the board did execute it: the reply said so
+    summary = RunSummary.model_validate(sub.on("/run/")[-1])
+    assert summary.run_id == final["run_id"] and summary.operator == "alice" and summary.outcome == "complete"
+    kinds = [EventPayload.model_validate(e).kind for e in sub.on("/event")]
+    assert "command_pending" in kinds and "command_settled" in kinds

@@ -11,9 +11,19 @@
 #
 # The link reads and writes file descriptor 0 (the pty, set O_NONBLOCK by the launcher):
 # stdout is free for the board's log lines and its closing JSON summary.
+#
+# --journal FILE: the board's own record for fault-injection tests and the soak (a
+# virtual-board option only; a real board has no file for it). One line each, appended as
+# it happens, never buffered:
+#   S <hex>           a sample as stored in the history ring (27 bytes, TELEMETRY's body)
+#   C <seq> <hex>     a command executed (cmd_seq, the command's payload)
+#   H <board_ms>      the host was seen (a heartbeat or a command) at this tick
+# so a test can tell what the board produced, what it executed (once?) and when it last
+# heard the host, whatever the link did to the bytes in between.
 
 import sys
 import time
+from binascii import hexlify
 
 from board import _HIST_BIN_US, CONFIG_PATH, SimBoard, read_config
 from isoproto.codes import RESET_POWER_ON
@@ -51,7 +61,14 @@ class RealtimeBoard(SimBoard):
     realtime = True
 
     def __init__(
-        self, config_text, seed=1, run_s=0.0, boot_count=1, reset_cause=RESET_POWER_ON, print_every_s=0.0
+        self,
+        config_text,
+        seed=1,
+        run_s=0.0,
+        boot_count=1,
+        reset_cause=RESET_POWER_ON,
+        print_every_s=0.0,
+        journal_path="",
     ):
         SimBoard.__init__(
             self, config_text, sim_s=run_s, seed=seed, print_every_s=print_every_s, measure_time=True
@@ -63,6 +80,7 @@ class RealtimeBoard(SimBoard):
         self.plant_us_max = 0  # the plant's share of a tick (10 virtual ms of it)
         self.stopped_by = ""
         self.heap_free_min = -1  # the smallest free heap after the loop's collections
+        self.journal = Journal(journal_path) if journal_path else None
 
     def reset_cause(self) -> int:
         return self._cause
@@ -114,6 +132,8 @@ class RealtimeBoard(SimBoard):
 
     def observer(self, now_ms: int, core):
         SimBoard.observer(self, now_ms, core)
+        if self.journal is not None:
+            self.journal.tick(core)
         free = core.heap_free_after_gc
         if free >= 0 and (free < self.heap_free_min or self.heap_free_min < 0):
             self.heap_free_min = free
@@ -139,7 +159,10 @@ class RealtimeBoard(SimBoard):
         else:
             stream = FdStream(0)
             core.gc_every_ticks = 1 << 30  # CPython's collector needs no help from the loop
-        self.link = Link(core, stream)
+        if self.journal is not None:
+            self.link = journalling(Link)(core, stream, self.journal)
+        else:
+            self.link = Link(core, stream)
         return self.link
 
     def summary(self, core) -> dict:
@@ -159,6 +182,55 @@ class RealtimeBoard(SimBoard):
         out["heap_free_min"] = self.heap_free_min
         out["link"] = counters
         return out
+
+
+class Journal:
+    """The --journal file (see the top of this module)."""
+
+    def __init__(self, path: str):
+        self._file = open(path, "a")  # noqa: SIM115 (open for the board's whole life)
+        self._sample = -1  # the newest sample written
+        self._host_ms = -1
+
+    def _line(self, text: str):
+        self._file.write(text)
+        flush = getattr(self._file, "flush", None)  # CPython buffers; the unix port does not
+        if flush is not None:
+            flush()
+
+    def tick(self, core):
+        """After each control tick: the samples it recorded, the host's last contact."""
+        ring = core.history
+        latest = core.sample_seq
+        seq = self._sample + 1 if self._sample >= 0 else ring.oldest_seq()
+        while latest >= 0 and seq >= 0 and seq <= latest:
+            record = ring.record(seq)
+            if record is not None:
+                self._line("S " + hexlify(bytes(record)).decode() + "\n")
+            seq += 1
+        self._sample = latest
+        seen = core._host_seen_ms  # the sim reads the core's state
+        if seen != self._host_ms and seen >= 0:
+            self._host_ms = seen
+            self._line("H %d\n" % seen)
+
+    def command(self, seq: int, payload, n: int):
+        self._line("C %d %s\n" % (seq, hexlify(bytes(payload[0:n])).decode()))
+
+
+def journalling(link_class):
+    """A subclass of the real link whose every executed command is journalled first."""
+
+    class JournalLink(link_class):
+        def __init__(self, core, stream, journal):
+            self.journal = journal
+            link_class.__init__(self, core, stream)
+
+        def _execute(self, seq: int, p, n: int) -> None:
+            self.journal.command(seq, p, n)
+            link_class._execute(self, seq, p, n)
+
+    return JournalLink
 
 
 class FdStream:
@@ -189,7 +261,7 @@ class FdStream:
 
 def make_realtime(args) -> RealtimeBoard:
     """main.py --realtime [--seed N] [--config FILE] [--boot-count N] [--reset-cause C]
-    [--run-s S (0: until SIGINT)] [--print-every-s T]"""
+    [--run-s S (0: until SIGINT)] [--print-every-s T] [--journal FILE]"""
     opts = {
         "seed": 1.0,
         "boot_count": 1.0,
@@ -198,6 +270,7 @@ def make_realtime(args) -> RealtimeBoard:
         "print_every_s": 0.0,
     }
     config_path = CONFIG_PATH
+    journal_path = ""
     i = 0
     while i < len(args):
         key = args[i].lstrip("-").replace("-", "_")
@@ -208,6 +281,8 @@ def make_realtime(args) -> RealtimeBoard:
             raise ValueError("%s needs a value" % args[i])
         if key == "config":
             config_path = args[i + 1]
+        elif key == "journal":
+            journal_path = args[i + 1]
         elif key in opts:
             opts[key] = float(args[i + 1])
         else:
@@ -220,4 +295,5 @@ def make_realtime(args) -> RealtimeBoard:
         int(opts["boot_count"]),
         int(opts["reset_cause"]),
         opts["print_every_s"],
+        journal_path,
     )

@@ -129,7 +129,9 @@ class BrokerSection(_Section):
     publish_timeout_s: float = Field(
         default=10.0, gt=0, description="no PUBACK within this = connection presumed dead"
     )
-    reconnect: ReconnectSection = ReconnectSection()
+    # Capped at 4 s: the agent is back within 5 s of the broker's return, however long it was
+    # away (docs/fault-tolerance.md); a lab's handful of agents is no storm at that rate.
+    reconnect: ReconnectSection = ReconnectSection(max_s=4.0)
 
     @model_validator(mode="after")
     def _password_file(self) -> BrokerSection:
@@ -188,7 +190,9 @@ class CommandsSection(_Section):
     max_clock_skew_s: float = Field(
         default=5.0, ge=0, le=600, description="sent_at this far in the future is tolerated"
     )
-    board_timeout_s: float = Field(default=10.0, gt=0, description="board ACK/NAK awaited this long")
+    board_timeout_s: float = Field(
+        default=10.0, gt=0, description="board ACK/NAK awaited this long; then the reply says pending"
+    )
 
 
 class AgentConfig(_Section):

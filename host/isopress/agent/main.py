@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import signal
 import sys
@@ -41,6 +43,8 @@ async def _run_until_stopped(
             for task in (waiter, stopper):
                 task.cancel()
         failure = waiter.exception() if waiter.done() and not waiter.cancelled() else None
+        # The counters of this run, for the operator's log and the fault tests and soak.
+        log.info("mqtt counters: %s", json.dumps(dataclasses.asdict(agent.link.stats)))
         if failure is not None:
             raise failure  # AgentFailed: a task died
         with contextlib.suppress(asyncio.CancelledError):
@@ -68,7 +72,10 @@ async def serve(config: AgentConfig, *, fake_board: bool = False, fake_speed: fl
 
         checkpoint = read_session_checkpoint(config)
         async with SerialSession(config.serial, checkpoint=checkpoint) as session:
-            await _run_until_stopped(config, session, session.updates(), stop)
+            try:
+                await _run_until_stopped(config, session, session.updates(), stop)
+            finally:
+                log.info("serial session counters: %s", json.dumps(dataclasses.asdict(session.stats)))
     log.info("agent stopped")
 
 

@@ -357,6 +357,12 @@ class CommandReply(BaseModel):
     run_id: str | None = Field(default=None, description="the run record id (start)")
     recipe: RecipeRef | None = Field(default=None, description="the recipe loaded (load-recipe)")
     received_at: AwareDatetime
+    command_id: str | None = Field(default=None, description="the command's command_id (once parsed)")
+    pending: bool = Field(
+        default=False,
+        description="true: the board did not answer within commands.board_timeout_s and the command "
+        "may still execute; its final reply (pending false) follows on the same response topic",
+    )
 
 
 COMMAND_MODELS: dict[str, type[_Command]] = {

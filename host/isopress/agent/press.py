@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -9,7 +11,11 @@ from .model import BoardEvent, BoardInfo, LinkDown, Sample, fault_names, state_n
 from .payloads import BoardRef, RecipeRef, StatePayload
 from .recipe import Recipe, recipe_id, recipe_sha256
 
-__all__ = ["LoadedRecipe", "PressView"]
+__all__ = ["EXPECT_HOLD_S", "LoadedRecipe", "PressView"]
+
+# How long an acknowledged state outranks samples still showing the state before it (see
+# PressView.expect): several telemetry periods at 10 Hz, far less than any operator's pace.
+EXPECT_HOLD_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +39,11 @@ class LoadedRecipe:
 class PressView:
     """The latest board info, machine state, faults, run and recipe (fed by the board updates)."""
 
-    def __init__(self, press_id: str) -> None:
+    def __init__(self, press_id: str, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.press_id = press_id
+        self._monotonic = monotonic
+        # (acknowledged state, the states it replaced, the run it started, until when)
+        self._expected: tuple[int, tuple[int, ...], int | None, float] | None = None
         self.info: BoardInfo | None = None
         self.board_connected = False
         self.state: int | None = None
@@ -54,6 +63,7 @@ class PressView:
         self.info = info
         self.board_connected = True
         if previous is not None and previous.boot_count != info.boot_count:
+            self._expected = None
             self.state = None
             self.faults = 0
             self.board_run_id = 0
@@ -64,12 +74,39 @@ class PressView:
         """The serial link is gone."""
         self.board_connected = False
 
+    def expect(self, state: int, replaces: tuple[int, ...], *, run_id: int | None = None) -> None:
+        """The board acknowledged a command that took it from one of ``replaces`` to ``state``.
+
+        The view says ``state`` at once, so the next command (a start right after the
+        load-recipe ACK) is judged by it and not by a sample from before. Samples taken
+        before the board executed the command can still arrive after its ACK (the same
+        read brings both): a sample showing a state in ``replaces`` (and, for a start,
+        not yet the new ``run_id``) does not move the state back, until a sample shows
+        anything else, another command is acknowledged (:meth:`settle`) or
+        :data:`EXPECT_HOLD_S` passed (three telemetry periods, when the board reports
+        slower than that).
+        """
+        period_s = self.info.telemetry_period_ms / 1000.0 if self.info is not None else 0.0
+        self.state = state
+        self._expected = (state, replaces, run_id, self._monotonic() + max(EXPECT_HOLD_S, 3 * period_s))
+
+    def settle(self) -> None:
+        """Another command moved the board: the next sample's state is the state."""
+        self._expected = None
+
     def on_sample(self, sample: Sample) -> None:
         """Live samples move the view; backfilled ones are the past and do not."""
         if sample.historical:
             return
         if self.info is not None and sample.boot_count != self.info.boot_count:
             return
+        if self._expected is not None:
+            _state, replaces, run_id, until = self._expected
+            stale = sample.state in replaces and (run_id is None or sample.run_id != run_id)
+            if stale and self._monotonic() < until:
+                self.faults = sample.faults  # from before the command, but faults are faults
+                return
+            self._expected = None
         self.state = sample.state
         self.faults = sample.faults
         self.board_run_id = sample.run_id

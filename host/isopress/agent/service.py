@@ -11,7 +11,9 @@ instead of growing a queue. Tasks, all in one ``TaskGroup``:
 
 - *dispatch*: each burst is written to the spool in one transaction FIRST, then fed to
   the press view (retained ``state``) and the run recorder;
-- *commands*: MQTT commands through the handler to the board, replies back;
+- *commands*: MQTT commands through the handler to the board, replies back (a command
+  the board has not answered in ``commands.board_timeout_s`` is replied ``pending`` and
+  gets a second, final reply when the board answers: see docs/mqtt.md);
 - *housekeeping*: once a second, flush run traces and report spool drops as an event.
 """
 
@@ -19,19 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, Coroutine, Sequence
+from collections.abc import AsyncIterable, Callable, Coroutine, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from isoproto import codes
 
 from ..runs.hooks import RunHooks, hil_hooks
 from ..runs.record import RunRecorder
 from .board import BoardPort
-from .commands import CommandHandler
+from .commands import CommandHandler, Outcome
 from .config import AgentConfig
 from .model import BoardEvent, BoardInfo, BoardUpdate, LinkDown, Sample, SessionCheckpoint, SessionNotice
-from .mqtt import MqttLink
+from .mqtt import IncomingCommand, MqttLink
 from .payloads import RunSummary, agent_event_outgoing, event_outgoing, sample_outgoing
 from .press import LoadedRecipe, PressView
 from .recipe import Recipe
@@ -41,6 +43,8 @@ from .topics import PressTopics
 __all__ = ["SESSION_CHECKPOINT_KEY", "Agent", "AgentFailed", "read_session_checkpoint"]
 
 SESSION_CHECKPOINT_KEY = "session_checkpoint"
+_HOOKS_GRACE_S = 30.0  # at shutdown, finished runs' metrics and plots get this long
+_T = TypeVar("_T")
 
 
 class AgentFailed(RuntimeError):
@@ -97,13 +101,18 @@ class Agent:
         self._running: list[asyncio.Task[None]] = []
         self._done = asyncio.Event()
         self._fingerprint: tuple[object, ...] | None = None
+        self._hook_work: set[asyncio.Future[Any]] = set()
 
     # -- life cycle --------------------------------------------------------------------
     async def __aenter__(self) -> Agent:
         self.spool.open()
         self._restore_recipe()
         self.recorder = RunRecorder(
-            self.config.runs.folder, self.config.agent.press_id, hooks=self._hooks, publish=self._publish_run
+            self.config.runs.folder,
+            self.config.agent.press_id,
+            hooks=self._hooks,
+            publish=self._publish_run,
+            background=self._in_worker,
         )
         self.handler = CommandHandler(
             self.config.commands,
@@ -111,6 +120,7 @@ class Agent:
             self.press,
             on_start=self._on_start,
             on_recipe_loaded=self._remember_recipe,
+            on_settled=self._answer,
         )
         await self.link.__aenter__()
         self._publish_state()
@@ -134,6 +144,10 @@ class Agent:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         assert self._tasks is not None
+        if self._hook_work:
+            # A run that just ended still gets its metrics, plot and published summary.
+            await asyncio.wait(self._hook_work, timeout=_HOOKS_GRACE_S)
+            await asyncio.sleep(0)  # their done callbacks
         for task in self._running:
             task.cancel()
         try:
@@ -211,10 +225,11 @@ class Agent:
     def _on_info(self, info: BoardInfo) -> None:
         assert self.recorder is not None
         previous = self.press.on_info(info)
-        self.recorder.on_info(info)
+        # Runs of an earlier boot end here, whether this agent saw that boot or reopened
+        # their records from disk after a restart (the board rebooted while it was down).
+        interrupted = self.recorder.on_info(info)
+        runs = f"; run(s) {', '.join(interrupted)} interrupted" if interrupted else ""
         if previous is not None:
-            interrupted = self.recorder.board_rebooted(previous.boot_count)
-            runs = f"; run(s) {', '.join(interrupted)} interrupted" if interrupted else ""
             self._agent_event(
                 "board_reset",
                 f"board rebooted (reset cause: {info.reset_cause_name}); boot count "
@@ -225,29 +240,34 @@ class Agent:
             self._agent_event(
                 "board_connected",
                 f"board {info.board_kind} {info.board_id} connected: firmware {info.firmware_version}, "
-                f"protocol {info.protocol_version}, boot {info.boot_count}",
+                f"protocol {info.protocol_version}, boot {info.boot_count}{runs}",
                 detail=info.boot_count,
             )
 
     async def _command_loop(self) -> None:
-        assert self.handler is not None and self.recorder is not None
+        assert self.handler is not None
         async for command in self.link.commands():
-            outcome = await self.handler.handle(command)
-            if outcome.reply is None:
-                self._agent_event(
-                    "command_ignored", f"{command.verb} from {command.operator}: retained, ignored"
-                )
-                continue
-            reply = outcome.reply
-            if reply.accepted and command.verb == "abort":
-                self.recorder.mark_aborted()
-            verdict = "accepted" if reply.accepted else f"rejected: {reply.error}"
-            self._agent_event(
-                "command_accepted" if reply.accepted else "command_rejected",
-                f"{command.verb} from {command.operator}: {verdict}",
-            )
-            self._publish_state()
-            await self.link.reply(command, reply.model_dump_json())
+            await self._answer(command, await self.handler.handle(command))
+
+    async def _answer(self, command: IncomingCommand, outcome: Outcome) -> None:
+        """Log, record and reply one command's outcome (also the late, final one of a pending command)."""
+        assert self.recorder is not None
+        if outcome.reply is None:
+            self._agent_event("command_ignored", f"{command.verb} from {command.operator}: retained, ignored")
+            return
+        reply = outcome.reply
+        if reply.accepted and command.verb == "abort":
+            self.recorder.mark_aborted()
+        verdict = "accepted" if reply.accepted else f"rejected: {reply.error}"
+        if reply.pending:
+            kind, verdict = "command_pending", f"pending: {reply.error}"
+        elif outcome.late:
+            kind, verdict = "command_settled", f"after it was reported pending, {verdict}"
+        else:
+            kind = "command_accepted" if reply.accepted else "command_rejected"
+        self._agent_event(kind, f"{command.verb} from {command.operator} ({reply.command_id}): {verdict}")
+        self._publish_state()
+        await self.link.reply(command, reply.model_dump_json())
 
     async def _housekeeping_loop(self) -> None:
         assert self.recorder is not None
@@ -277,6 +297,23 @@ class Agent:
             self._fingerprint = fingerprint
             self.link.set_state(self.press.payload_json())
 
+    def _in_worker(self, work: Callable[[], _T], done: Callable[[_T], None]) -> None:
+        """The run recorder's hooks (metrics, plot) in a worker thread; ``done`` back here."""
+        future = asyncio.get_running_loop().run_in_executor(None, work)
+        self._hook_work.add(future)
+
+        def finished(f: asyncio.Future[_T]) -> None:
+            self._hook_work.discard(f)
+            if f.cancelled() or f.exception() is not None:
+                log.error("run hooks failed: %r", None if f.cancelled() else f.exception())
+                return
+            try:
+                done(f.result())
+            except Exception:  # a spool failure here is the dispatch loop's to report
+                log.exception("closing a run record failed")
+
+        future.add_done_callback(finished)
+
     def _publish_run(self, summary: RunSummary) -> None:
         body = summary.model_dump_json()
         self.spool.append([Outgoing(STREAM_RETAINED, self.topics.run(summary.run_id), body, retain=True)])
@@ -285,10 +322,9 @@ class Agent:
         assert self.recorder is not None
         self.press.run_id = self.recorder.expect_start(operator, recipe, board_run_id)
         self.press.board_run_id = board_run_id
-        # Until the next sample says so, assume the board did what it acknowledged, so a
-        # second start arriving within the same sample period is refused here too.
-        if self.press.state is not None and self.press.state in (codes.ST_READY, codes.ST_COMPLETE):
-            self.press.state = codes.ST_PRESSURISING
+        # The board runs now: a second start within the same sample period is refused here
+        # too, and a sample from before the start does not say ready again.
+        self.press.expect(codes.ST_PRESSURISING, (codes.ST_READY, codes.ST_COMPLETE), run_id=board_run_id)
 
     def _remember_recipe(self, loaded: LoadedRecipe) -> None:
         self.spool.set_meta("loaded_recipe", loaded.recipe.model_dump_json())

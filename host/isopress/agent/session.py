@@ -137,6 +137,13 @@ class SessionStats:
     events_lost: int = 0
     history_requests: int = 0
     commands_failed: int = 0
+    # the frame decoders' and command senders' counters, summed over every link and resync
+    crc_errors: int = 0  # frames from the board that failed their CRC (dropped)
+    cobs_errors: int = 0
+    oversize_drops: int = 0
+    commands_sent: int = 0  # first transmissions (history requests included)
+    retransmits: int = 0
+    command_timeouts: int = 0
 
 
 class _Channel:
@@ -239,6 +246,7 @@ class SerialSession:
         self._channel = _Channel(max_bursts)
         self._link: SerialLink | None = None
         self._decoder = framing.StreamDecoder()
+        self._retired = SessionStats()  # the counters of decoders and senders replaced
         self._info: BoardInfo | None = None
         self._nonce = 0
         self._synced = False  # handshake done on the open link: commands may go
@@ -296,7 +304,27 @@ class SerialSession:
         stats.samples_live, stats.samples_backfilled = counts.samples_live, counts.samples_backfilled
         stats.events_live, stats.events_backfilled = counts.events_live, counts.events_backfilled
         stats.samples_lost, stats.events_lost = samples.lost, events.lost
+        retired, decoder, sender = self._retired, self._decoder, self._sender
+        stats.crc_errors = retired.crc_errors + decoder.crc_errors
+        stats.cobs_errors = retired.cobs_errors + decoder.cobs_errors
+        stats.oversize_drops = retired.oversize_drops + decoder.oversize_drops
+        stats.commands_sent = retired.commands_sent + sender.sent
+        stats.retransmits = retired.retransmits + sender.retransmits
+        stats.command_timeouts = retired.command_timeouts + sender.timeouts
         return stats
+
+    def _retire_decoder(self) -> None:
+        decoder, retired = self._decoder, self._retired
+        retired.crc_errors += decoder.crc_errors
+        retired.cobs_errors += decoder.cobs_errors
+        retired.oversize_drops += decoder.oversize_drops
+        self._decoder = framing.StreamDecoder()
+
+    def _retire_sender(self, old: CommandSender) -> None:
+        retired = self._retired
+        retired.commands_sent += old.sent
+        retired.retransmits += old.retransmits
+        retired.command_timeouts += old.timeouts
 
     @property
     def sender(self) -> CommandSender:
@@ -371,7 +399,7 @@ class SerialSession:
 
     async def _use(self, link: SerialLink, backoff: Backoff) -> str:
         """Handshake and serve until the link is lost; returns the reason."""
-        self._decoder = framing.StreamDecoder()
+        self._retire_decoder()
         try:
             link.write(b"\0")
             leftover = await self._handshake(link, "a new link")
@@ -409,6 +437,7 @@ class SerialSession:
         old = self._sender
         old.resync()  # in flight: FAILED, may or may not have run
         self._settle_outcomes(lost=f"the serial link was lost before the board answered ({reason})")
+        self._retire_sender(old)
         self._sender = CommandSender(next_seq=old.next_seq, **self._sender_args)
         self._history_asks.clear()
         for waiter in self._waiters.values():  # queued, never sent

@@ -1,4 +1,4 @@
-"""``isopress runs list | show RUN | compare RUN RUN...``."""
+"""``isopress runs list | show RUN | plot RUN | compare RUN RUN...``."""
 
 from __future__ import annotations
 
@@ -76,6 +76,20 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from .analysis import RecordAnalysisError, plot_record
+
+    try:
+        record = find_run(_folder(args), args.run)
+        out = Path(args.out) if args.out else record.folder / "plot.png"
+        plot_record(record.folder, out)
+    except (RunNotFound, RecordAnalysisError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     folder = _folder(args)
     try:
@@ -113,6 +127,10 @@ def add_runs_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show.add_argument("run", help="run id (or a unique prefix)")
     show.add_argument("--json", action="store_true", help="print run.json")
     show.set_defaults(func=_show)
+    plot = runs_sub.add_parser("plot", parents=[where], help="draw a run's plot (as isopress hil run does)")
+    plot.add_argument("run", help="run id (or a unique prefix)")
+    plot.add_argument("--out", help="PNG to write (default: plot.png in the run's folder)")
+    plot.set_defaults(func=_plot)
     compare = runs_sub.add_parser(
         "compare", parents=[where], help="repeatability of runs of one recipe (vs the first run)"
     )

@@ -3,7 +3,8 @@
 The metrics (``isopress hil run``'s keys: overshoot, hold error, ramp-rate error, ...) and
 the plot are written by the HIL package (``isopress.hil.metrics`` and ``isopress.hil.plot``)
 so that a run on the press and a HIL scenario are judged by the same code. This module
-only defines the seam; :func:`hil_hooks` is where the lead wires them in at merge time.
+only defines the seam; :func:`hil_hooks` wires them in (:mod:`isopress.runs.analysis`
+adapts a record to them).
 
 A hook gets the run folder (``trace.csv``, ``recipe.json``, ``events.jsonl``, ``run.json``
 are there) and must not raise for a normal trace; if it does, the record is kept and the
@@ -33,12 +34,8 @@ class RunHooks:
 
 
 def hil_hooks() -> RunHooks:
-    """The hooks backed by ``isopress.hil`` (metrics and plot).
+    """The hooks backed by ``isopress.hil``: ``isopress hil run``'s metrics and plot of the
+    record (:mod:`isopress.runs.analysis`; the measured pressure stands in for the true one)."""
+    from .analysis import plot_record, record_metrics
 
-    INTEGRATION POINT: ``isopress.hil.metrics`` and ``isopress.hil.plot`` are being written
-    on another branch. After merge, return ``RunHooks(metrics=..., plot=...)`` adapting
-    ``trace.csv`` (columns in :data:`isopress.runs.record.TRACE_COLUMNS`; the measured
-    pressure stands in for the true one on a real press) to their trace structure.
-    Until then: no metrics, no plot, and the run record says so (``metrics`` is null).
-    """
-    return RunHooks()
+    return RunHooks(metrics=record_metrics, plot=plot_record)

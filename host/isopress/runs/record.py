@@ -11,9 +11,11 @@ A folder ``<runs>/<run_id>/`` holds:
 - ``run.json``: the :class:`~isopress.agent.payloads.RunSummary` (also published retained
   on ``run/<run_id>``), written at start (outcome ``running``) and again at the end;
 - ``recipe.json``: the recipe as loaded, whose canonical hash is in ``run.json``;
+- ``profile.json``: the device profile the board reported (its hash is in ``run.json``);
 - ``trace.csv``: every sample of the run, in board order, deduplicated;
 - ``events.jsonl``: the board events of the run;
-- ``metrics.json`` and ``plot.png`` when the hooks provide them (``isopress.hil``).
+- ``metrics.json`` and ``plot.png`` when the hooks provide them (``isopress.hil``, see
+  :mod:`isopress.runs.analysis`).
 
 While the run is on, samples are appended to ``trace.partial.csv`` (flushed every second)
 so an agent crash loses nothing; a restarted agent reopens a ``running`` record when the
@@ -26,6 +28,7 @@ import csv
 import json
 import logging
 import os
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,7 +42,9 @@ from ..agent.payloads import BoardRef, RunSummary, event_body, iso_utc
 from ..agent.press import LoadedRecipe
 from .hooks import RunHooks
 
-__all__ = ["TRACE_COLUMNS", "OpenRun", "RunRecorder", "outcome_of"]
+__all__ = ["PROFILE_FILE", "TRACE_COLUMNS", "OpenRun", "RunRecorder", "outcome_of", "profile_document"]
+
+PROFILE_FILE = "profile.json"
 
 log = logging.getLogger("isopress.runs")
 
@@ -60,6 +65,15 @@ TRACE_COLUMNS = (
     "segment",
     "historical",
 )
+
+# (work, done): run work() (the hooks), then done(its result) on the recorder's thread.
+Metrics = dict[str, object] | None
+Background = Callable[[Callable[[], Metrics], Callable[[Metrics], None]], None]
+
+
+def _in_place(work: Callable[[], Metrics], done: Callable[[Metrics], None]) -> None:
+    done(work())
+
 
 _UNKNOWN_BOOT = -1
 _TERMINAL = (codes.ST_COMPLETE, codes.ST_FAULT, codes.ST_ESTOP, codes.ST_IDLE)
@@ -107,7 +121,10 @@ class RunRecorder:
     """Feeds run records from board updates; see the module docstring for the files.
 
     ``publish`` is called with each finished :class:`RunSummary` (the agent spools it for
-    the retained ``run/<run_id>`` topic).
+    the retained ``run/<run_id>`` topic). ``background(work, done)`` runs the hooks'
+    ``work()`` somewhere and calls ``done(result)`` back on the recorder's thread (the
+    agent: a worker thread, so a plot never stalls the serial session); by default both
+    run at once, in place.
     """
 
     def __init__(
@@ -117,11 +134,14 @@ class RunRecorder:
         *,
         hooks: RunHooks | None = None,
         publish: Callable[[RunSummary], None] | None = None,
+        background: Background | None = None,
     ) -> None:
         self.folder = folder
         self.press_id = press_id
         self.hooks = hooks or RunHooks()
         self._publish = publish
+        self._background: Background = background or _in_place
+        self.finished: deque[RunSummary] = deque(maxlen=64)  # the runs this recorder closed, last last
         self.open_runs: dict[tuple[int, int], OpenRun] = {}
         self._expected: tuple[str, LoadedRecipe | None, int] | None = None
         self._info: BoardInfo | None = None
@@ -130,9 +150,26 @@ class RunRecorder:
         self._reopen_running()
 
     # -- inputs --------------------------------------------------------------------------
-    def on_info(self, info: BoardInfo) -> None:
-        """The board introduced itself (versions, profile and calibration for the record)."""
+    def on_info(self, info: BoardInfo) -> list[str]:
+        """The board introduced itself (versions, profile and calibration for the record).
+
+        Runs still open from an earlier boot can never end: the board rebooted (perhaps
+        while no agent was watching, their records reopened from disk). They end now as
+        ``interrupted`` (``aborted`` when an abort had been accepted); returns their ids.
+        """
         self._info = info
+        ended: list[str] = []
+        for key in [k for k in self.open_runs if k[0] not in (info.boot_count, _UNKNOWN_BOOT)]:
+            log.warning(
+                "run %s: the board rebooted (boot %d -> %d) before the run ended",
+                self.open_runs[key].run_id,
+                key[0],
+                info.boot_count,
+            )
+            summary = self.finish(key, codes.ST_BOOT)
+            if summary is not None:
+                ended.append(summary.run_id)
+        return ended
 
     def expect_start(self, operator: str, recipe: LoadedRecipe | None, board_run_id: int) -> str:
         """The board accepted a start from ``operator``; opens the record now and returns its id."""
@@ -194,6 +231,7 @@ class RunRecorder:
         """An abort was accepted: the runs now open end as ``aborted`` unless they fault."""
         for run in self.open_runs.values():
             run.aborted = True
+            _save_state(run)  # an agent restarted before the run's end still knows
 
     def flush(self) -> None:
         """Push buffered trace lines to disk (the agent calls this about once a second)."""
@@ -228,6 +266,9 @@ class RunRecorder:
         )
         if recipe is not None:
             (folder / "recipe.json").write_text(recipe.recipe.model_dump_json(indent=2) + "\n")
+        if self._info is not None:
+            profile = profile_document(self._info)
+            (folder / PROFILE_FILE).write_text(json.dumps(profile, indent=2) + "\n")
         self.open_runs[(boot_count, board_run_id)] = run
         self._write_summary(run, final_state=codes.ST_PRESSURISING, outcome="running")
         log.info("run %s opened (operator %s)", run_id, operator or "unknown")
@@ -252,7 +293,12 @@ class RunRecorder:
             run.peak_mpa = sample.pressure_mpa
 
     def finish(self, key: tuple[int, int], final_state: int) -> RunSummary | None:
-        """Close a run: sort the trace, write ``run.json``, run the hooks, publish the summary."""
+        """Close a run: sort the trace, write ``run.json``, run the hooks, publish the summary.
+
+        The hooks (metrics, plot: seconds for a long run) run through ``background``; the
+        summary with the metrics is written and published when they are done. Returns the
+        summary as written now (without the metrics when the hooks run in the background).
+        """
         run = self.open_runs.pop(key, None)
         if run is None:
             return None
@@ -263,24 +309,39 @@ class RunRecorder:
         samples = _finalise_trace(run)
         run.samples = samples
         outcome = outcome_of(final_state, run.aborted)
-        metrics: dict[str, object] | None = None
-        trace = run.folder / "trace.csv"
-        if self.hooks.metrics is not None:
-            try:
-                metrics = self.hooks.metrics(run.folder)
-                (run.folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-            except Exception:  # a hook failing must not lose the record
-                log.exception("metrics hook failed for %s", run.run_id)
-        if self.hooks.plot is not None:
-            try:
-                self.hooks.plot(run.folder, run.folder / "plot.png")
-            except Exception:
-                log.exception("plot hook failed for %s", run.run_id)
-        summary = self._write_summary(run, final_state=final_state, outcome=outcome, metrics=metrics)
-        log.info("run %s ended: %s, %d samples in %s", run.run_id, outcome, samples, trace)
-        if self._publish is not None:
-            self._publish(summary)
-        return summary
+        summary = self._write_summary(run, final_state=final_state, outcome=outcome)
+        log.info("run %s ended: %s, %d samples in %s", run.run_id, outcome, samples, run.folder / "trace.csv")
+        hooks = self.hooks
+        folder, run_id = run.folder, run.run_id
+
+        def work() -> Metrics:
+            # Only files of this (closed) run are touched here: safe in another thread.
+            metrics: Metrics = None
+            if hooks.metrics is not None:
+                try:
+                    metrics = hooks.metrics(folder)
+                    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+                except Exception:  # a hook failing must not lose the record
+                    log.exception("metrics hook failed for %s", run_id)
+            if hooks.plot is not None:
+                try:
+                    hooks.plot(folder, folder / "plot.png")
+                except Exception:
+                    log.exception("plot hook failed for %s", run_id)
+            return metrics
+
+        def done(metrics: Metrics) -> None:
+            final = self._write_summary(run, final_state=final_state, outcome=outcome, metrics=metrics)
+            if self._publish is not None:
+                self._publish(final)
+            self.finished.append(final)
+
+        if hooks.metrics is None and hooks.plot is None:
+            done(None)
+        else:
+            self._background(work, done)
+        last = self.finished[-1] if self.finished else None
+        return last if last is not None and last.run_id == run_id else summary
 
     def _write_summary(
         self, run: OpenRun, *, final_state: int, outcome: str, metrics: dict[str, object] | None = None
@@ -302,11 +363,10 @@ class RunRecorder:
             record_path=str(run.folder),
             metrics=metrics,
         )
-        state = {"boot_count": run.boot_count, "start_board_ms": run.start_board_ms, "aborted": run.aborted}
         tmp = run.folder / "run.json.tmp"
         tmp.write_text(summary.model_dump_json(indent=2) + "\n")
         os.replace(tmp, run.folder / "run.json")  # never a half-written run.json
-        (run.folder / ".recorder.json").write_text(json.dumps(state) + "\n")
+        _save_state(run)
         return summary
 
     def _reopen_running(self) -> None:
@@ -342,6 +402,30 @@ class RunRecorder:
             )
             self.open_runs[(run.boot_count, run.board_run_id)] = run
             log.info("run %s reopened after an agent restart", run.run_id)
+
+
+def _save_state(run: OpenRun) -> None:
+    """``.recorder.json``: what a restarted recorder needs beyond ``run.json``."""
+    state = {"boot_count": run.boot_count, "start_board_ms": run.start_board_ms, "aborted": run.aborted}
+    tmp = run.folder / ".recorder.json.tmp"
+    tmp.write_text(json.dumps(state) + "\n")
+    os.replace(tmp, run.folder / ".recorder.json")
+
+
+def profile_document(info: BoardInfo) -> dict[str, object]:
+    """``profile.json``: the device profile the board reported at the run's start."""
+    p = info.profile
+    return {
+        "profile_hash": f"{info.profile_hash:08x}",
+        "max_working_mpa": p.max_working_mpa,
+        "trip_mpa": p.trip_mpa,
+        "max_ramp_up_mpa_s": p.max_ramp_up_mpa_s,
+        "max_ramp_down_mpa_s": p.max_ramp_down_mpa_s,
+        "max_hold_s": p.max_hold_s,
+        "margin_mpa": p.margin_mpa,
+        "host_lost_timeout_ms": p.host_lost_timeout_ms,
+        "host_lost_policy": p.host_lost_policy,
+    }
 
 
 def _row(sample: Sample, start_board_ms: int) -> list[object]:
