@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,19 @@ def main() -> int:
         return 2
     run_line = load_line() + " at the start"
     results: list[dict[str, Any]] = []
+    failed = []
     for module in chosen:
         started = time.monotonic()
         print(f"running {module.__name__} ...", flush=True)
-        results.extend({**row, "module": short_name(module)} for row in module.run())
+        try:
+            rows = module.run()
+        except Exception as exc:  # one broken benchmark must not cost the others' figures
+            traceback.print_exc()
+            failed.append(short_name(module))
+            rows = [
+                {"metric": f"{short_name(module)} FAILED", "value": repr(exc)[:200], "unit": "", "target": ""}
+            ]
+        results.extend({**row, "module": short_name(module)} for row in rows)
         print(f"  done in {time.monotonic() - started:.1f} s", flush=True)
     ran = [short_name(m) for m in chosen]
     if len(chosen) < len(modules):
@@ -68,7 +78,9 @@ def main() -> int:
     (BENCH_DIR / "results.md").write_text(markdown)
     README.write_text(with_table(README.read_text(), markdown))
     print(markdown)
-    return 0
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ WINDOW_S = 8.0
 SETTLE_S = 5.0  # after presses are added: their agents' start-up CPU passes
 DRAIN_S = 3.0
 P99_LIMIT_MS = 100.0
-MAX_TRIALS = 10  # per rate
+MAX_TRIALS = 10  # sizes per rate (a failed size is measured twice)
 
 
 def passes(report: FleetReport) -> bool:
@@ -70,6 +71,33 @@ def trial_summary(report: FleetReport, ok: bool) -> dict[str, Any]:
     }
 
 
+async def search_largest(
+    passes_at: Callable[[int], Awaitable[bool]], cap: int, max_sizes: int
+) -> tuple[int, int | None]:
+    """(largest N that passed, smallest that failed or None): N = 1, 2, 4, ... up to ``cap``
+    while it passes, then bisection between the two to within an eighth of the pass; at
+    most ``max_sizes`` sizes tried."""
+    best, worst, tried = 0, None, 0
+    n = 1
+    while tried < max_sizes:
+        tried += 1
+        if not await passes_at(n):
+            worst = n
+            break
+        best = n
+        if n >= cap:
+            break
+        n = min(cap, n * 2)
+    while worst is not None and worst - best > max(1, best // 8) and tried < max_sizes:
+        tried += 1
+        mid = (best + worst) // 2
+        if await passes_at(mid):
+            best = mid
+        else:
+            worst = mid
+    return best, worst
+
+
 async def _search(rate_hz: float, workdir: Path) -> dict[str, Any]:
     trials: list[dict[str, Any]] = []
     reports: dict[int, FleetReport] = {}
@@ -89,12 +117,17 @@ async def _search(rate_hz: float, workdir: Path) -> dict[str, Any]:
                         print(f"  {rate_hz:g} Hz, {n} presses: did not start: {exc}", flush=True)
                         return False
                     settle = SETTLE_S
-                report = await fleet.measure(WINDOW_S, warmup_s=settle, drain_s=DRAIN_S)
-                ok = passes(report)
-                if not ok:  # once more before it counts: the machine is shared
-                    trials.append({**trial_summary(report, ok), "retried": True})
-                    report = await fleet.measure(WINDOW_S, warmup_s=1.0, drain_s=DRAIN_S)
+                try:
+                    report = await fleet.measure(WINDOW_S, warmup_s=settle, drain_s=DRAIN_S)
                     ok = passes(report)
+                    if not ok:  # once more before it counts: the machine is shared
+                        trials.append({**trial_summary(report, ok), "retried": True})
+                        report = await fleet.measure(WINDOW_S, warmup_s=1.0, drain_s=DRAIN_S)
+                        ok = passes(report)
+                except StationError as exc:  # a board or agent died under the load
+                    trials.append({"presses": n, "passed": False, "error": str(exc)[:300]})
+                    print(f"  {rate_hz:g} Hz, {n} presses: a press died: {exc}", flush=True)
+                    return False
                 trials.append(trial_summary(report, ok))
                 reports[n] = report
                 print(
@@ -105,23 +138,7 @@ async def _search(rate_hz: float, workdir: Path) -> dict[str, Any]:
                 )
                 return ok
 
-            best, worst = 0, None  # largest pass, smallest fail
-            n = 1
-            while len(trials) < MAX_TRIALS:
-                if await trial(n):
-                    best = n
-                    if n >= CAP[rate_hz]:
-                        break
-                    n = min(CAP[rate_hz], n * 2)
-                else:
-                    worst = n
-                    break
-            while worst is not None and worst - best > max(1, best // 8) and len(trials) < MAX_TRIALS:
-                mid = (best + worst) // 2
-                if await trial(mid):
-                    best = mid
-                else:
-                    worst = mid
+            best, worst = await search_largest(trial, CAP[rate_hz], MAX_TRIALS)
     return {
         "rate_hz": rate_hz,
         "largest": best,

@@ -37,6 +37,7 @@ from isopress.agent.topics import PressTopics
 from isopress.broker import Mosquitto
 
 REPLAY_SAMPLES = 50_000
+BASELINE_SAMPLES = 5_000  # one sample per message: slower, so fewer
 LIVE_S = 10.0
 ROUNDS = 3  # CPU figures on a shared machine are noisy: medians of interleaved rounds
 
@@ -79,11 +80,13 @@ def _sample(seq: int) -> Sample:
     )
 
 
-async def _replay(broker: Mosquitto, folder: Path) -> dict[str, float]:
-    config = parse_config(_config_text(broker, folder, "bench-replay"), environ={})
+async def _replay(
+    broker: Mosquitto, folder: Path, samples: int = REPLAY_SAMPLES, extra_toml: str = ""
+) -> dict[str, float]:
+    config = parse_config(_config_text(broker, folder, "bench-replay") + extra_toml, environ={})
     topics = PressTopics(config.agent.press_id)
     with Spool(config.spool.path) as spool:
-        for start in range(0, REPLAY_SAMPLES, 1000):
+        for start in range(0, samples, 1000):
             spool.append([sample_outgoing(topics, _sample(i)) for i in range(start, start + 1000)])
     received = 0
     historical = 0
@@ -106,12 +109,12 @@ async def _replay(broker: Mosquitto, folder: Path) -> dict[str, float]:
                         batch = json.loads(message.payload)
                         received += len(batch["samples"])
                         historical += sum(1 for s in batch["samples"] if s["historical"])
-                        if received >= REPLAY_SAMPLES:
+                        if received >= samples:
                             break
                 delivered_s = time.perf_counter() - started
                 await asyncio.wait_for(watcher, 10)
                 drained_s = drained_at[0] - started
-    assert historical == REPLAY_SAMPLES, "replayed samples must be flagged historical"
+    assert historical == samples, "replayed samples must be flagged historical"
     return {"drained_s": drained_s, "delivered_s": delivered_s}
 
 
@@ -216,6 +219,10 @@ def run() -> list[dict[str, Any]]:
         folder = Path(tmp)
         with Mosquitto(folder / "broker") as broker:
             replay = asyncio.run(_replay(broker, folder))
+            # the baseline: the same replay one sample a message (no batching)
+            single = asyncio.run(
+                _replay(broker, folder / "single", BASELINE_SAMPLES, "[telemetry]\nmax_batch = 1\n")
+            )
             rounds: list[dict[str, Any]] = []
             board_cpus: list[float] = []
             for n in range(ROUNDS):
@@ -237,6 +244,11 @@ def run() -> list[dict[str, Any]]:
             "value": round(REPLAY_SAMPLES / replay["drained_s"]),
             "unit": "samples/s",
             "target": ">= 5000",
+            "baseline": round(BASELINE_SAMPLES / single["drained_s"]),
+            "baseline_label": f"one sample a message ({BASELINE_SAMPLES} samples)",
+            "ratio": round(
+                (REPLAY_SAMPLES / replay["drained_s"]) / (BASELINE_SAMPLES / single["drained_s"]), 1
+            ),
         },
         {
             "metric": "spool replay, delivered to a subscriber",
