@@ -360,3 +360,31 @@ def handled(agent: Agent) -> int:
     handler = agent.handler
     assert handler is not None
     return handler.accepted + handler.rejected + handler.ignored
+
+
+@contextlib.asynccontextmanager
+async def hang_guard(timeout_s: float) -> AsyncIterator[None]:
+    """Fail a block that takes longer than ``timeout_s`` with every task's stack in the message.
+
+    A test that waits on the network can hang only through a bug; this turns such a hang
+    into a failure that says where each task was waiting (taken before the cancellation
+    unwinds them).
+    """
+    loop = asyncio.get_running_loop()
+    stacks: list[str] = []
+
+    def snapshot() -> None:
+        for task in asyncio.all_tasks(loop):
+            frames = "".join(
+                f"    {f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_name}\n" for f in task.get_stack()
+            )
+            stacks.append(f"  {task.get_name()}: {task.get_coro()!r}\n{frames}")
+
+    handle = loop.call_later(timeout_s, snapshot)
+    try:
+        async with asyncio.timeout(timeout_s + 0.2):
+            yield
+    except TimeoutError:
+        raise AssertionError(f"hung for {timeout_s} s; tasks:\n" + "".join(stacks)) from None
+    finally:
+        handle.cancel()

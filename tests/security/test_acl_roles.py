@@ -24,6 +24,7 @@ from security_helpers import (
     command_payload,
     eventually,
     handled,
+    hang_guard,
     mqtt_client,
     publish_command,
     running_agent,
@@ -50,7 +51,9 @@ async def _attempts_then_marker(
     Returns what the agent saw: commands received, handled, board calls, the marker's reply.
     """
     config = agent_config(broker, lab, folder, "press-01")
-    async with running_agent(config) as (agent, board):
+    # Bounded: a hang (seen once in a full run on a machine at load 10) fails in a minute
+    # with every task's stack, instead of at pytest's 600 s timeout with none.
+    async with hang_guard(60.0), running_agent(config) as (agent, board):
         for user, press_id, operator in attempts:
             await publish_command(
                 broker, lab, user, press_id, operator, "load-recipe", command_payload(LOAD), reply_timeout_s=0
