@@ -1,4 +1,4 @@
-"""``isopress hil run SCENARIO.toml`` (and ``isopress hil tune``).
+"""``isopress hil run SCENARIO.toml`` and ``isopress hil tune SCENARIO.toml``.
 
 ``run`` prints one JSON object on stdout (see docs/scenarios.md, "Running a scenario")
 and exits 0 when the scenario's expectations hold, 1 when they do not (or the virtual
@@ -57,8 +57,40 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_PASSED if result.verdict.passed else EXIT_FAILED
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from .tune import tune
+
+    try:
+        scenario = load_scenario(Path(args.scenario))
+        if args.seed is not None:
+            scenario = scenario.with_seed(args.seed)
+    except ScenarioError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_FILE
+    if args.budget_s <= 0:
+        print("--budget-s: must be > 0", file=sys.stderr)
+        return EXIT_BAD_FILE
+
+    def progress(c: object) -> None:
+        from .tune import Candidate
+
+        assert isinstance(c, Candidate)
+        print(f"tried {c.gains} cost {c.cost:.3f}", file=sys.stderr)
+
+    try:
+        result = tune(scenario, RunOptions(runtime=args.runtime), budget_s=args.budget_s, progress=progress)
+    except BoardConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_FILE
+    except (HilRunError, micropython_port.MicroPythonMissingError) as exc:
+        print(f"{args.scenario}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(result.to_json()))
+    return EXIT_PASSED
+
+
 def add_hil_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``hil run`` (and ``hil tune``) to the ``isopress`` command line."""
+    """Add ``hil run`` and ``hil tune`` to the ``isopress`` command line."""
     hil = sub.add_parser("hil", help="hardware-in-the-loop: scenarios on the virtual board")
     hil_sub = hil.add_subparsers(dest="hil_command", required=True)
     run = hil_sub.add_parser(
@@ -79,3 +111,14 @@ def add_hil_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
         help="plain_pid: the baseline without feed-forward and anti-windup",
     )
     run.set_defaults(func=_run)
+
+    tune = hil_sub.add_parser(
+        "tune",
+        help="search the controller's gains on the scenario's virtual plant (bounded time); "
+        "prints the best gains with their metrics as JSON",
+    )
+    tune.add_argument("scenario", help="the scenario's TOML file; short recipes tune faster")
+    tune.add_argument("--budget-s", type=float, default=120.0, help="wall-time budget (default 120 s)")
+    tune.add_argument("--runtime", choices=RUNTIMES, default="micropython", help="default: micropython")
+    tune.add_argument("--seed", type=int, help="random seed (overrides run.seed)")
+    tune.set_defaults(func=_tune)

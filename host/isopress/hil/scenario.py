@@ -236,6 +236,7 @@ def _overrides_model(name: str) -> type[BaseModel]:
     return create_model(f"{name.title()}Overrides", __config__=_Strict.model_config, **fields)
 
 
+@cache
 def control_fields() -> dict[str, tuple[float, float, float]]:
     """The board config's ``control`` keys: (lowest, highest, default), from the firmware."""
     from ..firmware_build import _board_config_module  # the board's own validator tables
