@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    agent_cpu_bench,
     control_step,
     link_bench,
     protocol_bench,
@@ -49,6 +50,7 @@ def main() -> int:
         link_bench,
         spool_bench,
         session_bench,
+        agent_cpu_bench,
     )
     for module in modules:
         started = time.monotonic()
