@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    agent_cpu_bench,
     control_step,
     fleet_bench,
     hil_bench,
@@ -42,6 +43,7 @@ def main() -> int:
         link_bench,
         spool_bench,
         session_bench,
+        agent_cpu_bench,
         hil_bench,
         fleet_bench,
     )

@@ -94,6 +94,65 @@ def test_a_board_that_stops_reading_ends_the_link_instead_of_blocking_the_loop()
     asyncio.run(body())
 
 
+async def _until_last_chunk_ends(chunks: list[bytes], tail: bytes, timeout_s: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not chunks or not chunks[-1].endswith(tail):
+        if loop.time() > deadline:
+            raise AssertionError(f"no chunk ending in {tail!r} within {timeout_s} s")
+        await asyncio.sleep(0.01)
+
+
+def test_a_read_interval_gathers_frames_into_fewer_chunks_and_zero_reads_at_once() -> None:
+    async def body() -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        chunks: list[bytes] = []
+        try:
+            async with SerialLink(os.ttyname(slave)) as link:
+                link.set_receiver(chunks.append)
+                link.set_read_interval(0.1)
+                sent = b""
+                for n in range(60):  # a frame every 5 ms for 0.3 s
+                    frame = b"\x00frame %02d" % n
+                    os.write(master, frame)
+                    sent += frame
+                    await asyncio.sleep(0.005)
+                await asyncio.sleep(0.3)
+                assert b"".join(chunks) == sent  # every byte, in order
+                # One chunk per 0.1 s interval (the first is read as it arrives), not per frame.
+                assert len(chunks) <= 6, len(chunks)
+                # A long rest starts now; 0 ends it: the next bytes come as they arrive.
+                link.set_read_interval(30.0)
+                os.write(master, b"starts a rest")
+                await _until_last_chunk_ends(chunks, b"starts a rest")
+                os.write(master, b"waits in the kernel")
+                await asyncio.sleep(0.1)
+                assert not chunks[-1].endswith(b"waits in the kernel")
+                link.set_read_interval(0.0)
+                await _until_last_chunk_ends(chunks, b"waits in the kernel")
+                # Back-pressure during a rest: nothing is read until resume_reading.
+                link.set_read_interval(30.0)
+                os.write(master, b"rest again")
+                await _until_last_chunk_ends(chunks, b"rest again")
+                link.pause_reading()
+                link.set_read_interval(0.0)  # ends the rest, but reading stays paused
+                os.write(master, b"after the pause")
+                await asyncio.sleep(0.1)
+                assert not chunks[-1].endswith(b"after the pause")
+                link.resume_reading()
+                await _until_last_chunk_ends(chunks, b"after the pause")
+                link.set_read_interval(30.0)
+                os.write(master, b"closed while resting")
+                await _until_last_chunk_ends(chunks, b"closed while resting")
+            assert link.closed_reason == "closed by the host"
+        finally:
+            os.close(master)
+            os.close(slave)
+
+    asyncio.run(body())
+
+
 def test_opening_a_missing_device_says_which_and_why() -> None:
     async def body() -> None:
         with pytest.raises(

@@ -310,6 +310,39 @@ def test_a_command_in_flight_when_the_link_drops_fails_in_words_and_is_never_res
     asyncio.run(body())
 
 
+def test_a_read_interval_batches_the_records_but_replies_are_read_as_they_arrive() -> None:
+    async def body() -> None:
+        async with BoardPeer() as peer:
+            session = SerialSession(settings(peer.url, period_ms=500, timeout_ms=8000), read_interval_s=3.0)
+            async with running(session) as seen:
+                await eventually(lambda: session.board_connected, what="handshake")
+                await eventually(lambda: session.sender.outstanding == 0, what="first history asks answered")
+                loop = asyncio.get_running_loop()
+                with_samples = len([b for b in seen.bursts if any(isinstance(u, Sample) for u in b)])
+                await asyncio.sleep(3.5)
+                # 350 samples at 100 Hz: two reads of what gathered (each as many chunks of
+                # the link's read size as it takes), not 350 reads.
+                assert (
+                    len([b for b in seen.bursts if any(isinstance(u, Sample) for u in b)]) - with_samples
+                    <= 12
+                )
+                # A command in flight ends the rest: its reply does not wait for the interval.
+                for _ in range(3):
+                    t0 = loop.time()
+                    nak = await session.start(0x12345678)
+                    assert not nak.ok and nak.reason == codes.R_NO_RECIPE
+                    assert loop.time() - t0 < 1.0
+                await eventually(lambda: settled(session), 8.0, "every sample taken")
+                assert contiguous(seqs(seen.samples()))
+
+    asyncio.run(body())
+
+
+def test_a_read_interval_must_leave_room_for_the_heartbeat_timeout() -> None:
+    with pytest.raises(ValueError, match=r"read_interval_s \(1.5 s\) must be under half of serial.heartbeat"):
+        SerialSession(settings("socket://127.0.0.1:1", timeout_ms=2000), read_interval_s=1.5)
+
+
 def test_commands_are_refused_at_once_while_no_board_answers() -> None:
     async def body() -> None:
         async with BoardPeer() as peer:

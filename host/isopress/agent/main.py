@@ -71,7 +71,12 @@ async def serve(config: AgentConfig, *, fake_board: bool = False, fake_speed: fl
         from .session import SerialSession
 
         checkpoint = read_session_checkpoint(config)
-        async with SerialSession(config.serial, checkpoint=checkpoint) as session:
+        # Samples are published once per batch period: reading the port more often than
+        # that would only add wake-ups (see SerialSession, read_interval_s).
+        read_interval_s = config.telemetry.batch_period_ms / 1000.0
+        async with SerialSession(
+            config.serial, checkpoint=checkpoint, read_interval_s=read_interval_s
+        ) as session:
             try:
                 await _run_until_stopped(config, session, session.updates(), stop)
             finally:

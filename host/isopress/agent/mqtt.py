@@ -311,22 +311,25 @@ class MqttLink:
         period_s = self.config.telemetry.batch_period_ms / 1000.0
         max_batch = self.config.telemetry.max_batch
         timeout_s = self.config.broker.publish_timeout_s
-        last_batch_at = -1e9
+        gathered_at = -1e9
         while True:
             # At most one telemetry batch per period unless a full batch waits (replay).
             # Sleeping out the period BEFORE waiting for rows means samples arriving in
-            # the meantime do not wake this task one by one.
-            wait_s = last_batch_at + period_s - time.monotonic()
+            # the meantime do not wake this task one by one. The period counts from when
+            # the newest row of the last batch was spooled, not from its publish: the
+            # serial session reads the port once per period, and batches then go right
+            # after each read instead of settling at some phase behind it.
+            wait_s = gathered_at + period_s - time.monotonic()
             if wait_s > 0 and self.spool.rows < max_batch:
                 await asyncio.sleep(wait_s)
             await self.spool.wait_for_rows()
+            gathered_at = self.spool.appended_at
             rows = self.spool.oldest(max_batch)
             for group in _group_rows(rows):
                 first = group[0]
                 if first.stream == STREAM_TELEMETRY:
                     bodies = [with_historical(r.body, r.historical or r.row_id <= replay_upto) for r in group]
                     payload = telemetry_batch(self.config.agent.press_id, bodies)
-                    last_batch_at = time.monotonic()
                     await _publish(client, self.topics.telemetry, payload.encode(), timeout_s=timeout_s)
                     self.stats.telemetry_messages += 1
                     self.stats.samples_published += len(group)

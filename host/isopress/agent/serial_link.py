@@ -16,11 +16,16 @@ Received chunks either queue in the link for :meth:`SerialLink.read` (bounded: p
 (:meth:`SerialLink.set_receiver`), go straight to it from the reader callback, like an
 asyncio protocol's ``data_received``: no task wakes per chunk. A receiver that falls
 behind calls :meth:`SerialLink.pause_reading`; then the kernel's buffer and the board's TX
-ring take the back-pressure, as they would with a slow host. Writes go straight to the port; what
-the port does not take at once waits in a bounded output buffer and is flushed when the
-descriptor is writable. A read error, end of file (socket closed, pty master gone, USB
-unplugged), a write error or a full output buffer (the board stopped reading) ends the
-link: :meth:`SerialLink.read` then raises :class:`LinkClosed` with the reason in words.
+ring take the back-pressure, as they would with a slow host. A receiver may also ask for reads
+at most every so often (:meth:`SerialLink.set_read_interval`): after a chunk the link stops
+watching the descriptor for that long and lets the next bytes gather in the kernel, so a
+board that writes one small frame every 10 ms costs one wake-up per interval, not one per
+frame (the agent reads at its telemetry batch period: a sample waits that long anyway).
+Writes go straight to the port; what the port does not take at once waits in a bounded
+output buffer and is flushed when the descriptor is writable. A read error, end of file
+(socket closed, pty master gone, USB unplugged), a write error or a full output buffer
+(the board stopped reading) ends the link: :meth:`SerialLink.read` then raises
+:class:`LinkClosed` with the reason in words.
 """
 
 from __future__ import annotations
@@ -97,6 +102,8 @@ class SerialLink:
         self._closed: str | None = None  # the reason, once the link ended
         self._receiver: Callable[[bytes], None] | None = None
         self._paused = False
+        self._read_interval_s = 0.0
+        self._rest: asyncio.TimerHandle | None = None  # reading rests until this fires
         self.on_close: Callable[[str], None] | None = None  # called once, with the reason
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -151,6 +158,7 @@ class SerialLink:
         """Close the port; a pending or later :meth:`read` raises :class:`LinkClosed`."""
         self._end(reason)
         self._stop.set()
+        self._end_rest(read=False)
         if self._fd >= 0 and self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._fd)
             self._loop.remove_writer(self._fd)
@@ -202,6 +210,17 @@ class SerialLink:
                 self._resume_reading()
             receiver(data)
 
+    def set_read_interval(self, seconds: float) -> None:
+        """Deliver to the receiver at most once per ``seconds`` (0: as soon as bytes arrive).
+
+        What arrives meanwhile waits in the kernel's buffer and comes in the next chunk.
+        Setting 0 ends a rest at once (e.g. a command is in flight and its reply should be
+        read the moment it arrives). Descriptor ports only; the reader thread ignores it.
+        """
+        self._read_interval_s = max(0.0, seconds)
+        if self._read_interval_s == 0.0 and self._rest is not None:
+            self._end_rest()
+
     def pause_reading(self) -> None:
         """Stop reading the port until :meth:`resume_reading` (back-pressure; descriptor ports only)."""
         self._paused = True
@@ -212,6 +231,8 @@ class SerialLink:
     def resume_reading(self) -> None:
         """Read again after :meth:`pause_reading`."""
         self._paused = False
+        if self._rest is not None:
+            return  # the rest's end resumes
         if not self._reading and self._closed is None and self._fd >= 0 and self._port is not None:
             self._resume_reading()
 
@@ -221,21 +242,50 @@ class SerialLink:
         self._reading = True
 
     def _on_readable(self) -> None:
-        # os.read on the descriptor the loop says is readable: one system call per chunk
-        # (pyserial's read adds two select() calls around it).
+        data = self._read_some()
+        if data:
+            self._take(data)
+
+    def _read_some(self) -> bytes:
+        # os.read on the descriptor: one system call per chunk (pyserial's read adds two
+        # select() calls around it). b"": nothing to read now, or the link just ended.
         if self._port is None:
-            return
+            return b""
         try:
             data = os.read(self._fd, _READ_SIZE)
         except (BlockingIOError, InterruptedError):
-            return
+            return b""
         except OSError as exc:  # EIO: the pty's other side closed; ECONNRESET; a USB unplug
             self._fail(f"read error on {self.url}: {exc}")
-            return
+            return b""
         if not data:  # readable with nothing to read: the device or the socket is gone
             self._fail(f"read error on {self.url}: end of file (device disconnected or socket closed)")
-            return
+        return data
+
+    def _take(self, data: bytes) -> None:
         self._deliver(data)
+        if (
+            self._read_interval_s > 0.0
+            and self._receiver is not None
+            and self._reading
+            and len(data) < _READ_SIZE  # a full read: more is waiting, take it now
+        ):
+            assert self._loop is not None
+            self._loop.remove_reader(self._fd)
+            self._reading = False
+            self._rest = self._loop.call_later(self._read_interval_s, self._end_rest)
+
+    def _end_rest(self, *, read: bool = True) -> None:
+        """The read interval is over: watch the descriptor again (what gathered is read next)."""
+        rest, self._rest = self._rest, None
+        if rest is None:
+            return
+        rest.cancel()
+        if not read or self._paused or self._closed is not None or self._port is None or self._reading:
+            return
+        # Not a read at once: a tty opened with timeout 0 (VMIN = VTIME = 0) answers "no
+        # bytes" like an end of file, so only a read the loop reported readable is one.
+        self._resume_reading()
 
     def _reader_thread(self) -> None:
         port = self._port

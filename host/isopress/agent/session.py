@@ -22,7 +22,12 @@ runs the whole life of the link, one state at a time:
    ``ACK``/``NAK`` settle commands, ``HEARTBEAT`` refines the board clock and reveals gaps
    at the end of a stream, ``HISTORY`` fills gaps (``historical=True``). Heartbeats go
    out every ``serial.heartbeat_period_ms``; the command sender's retransmission timer,
-   the history requests and the checkpoint run off the same loop. Nothing valid from the
+   the history requests and the checkpoint run off the same loop. With ``read_interval_s``
+   (the agent passes its telemetry batch period) the port is read at most once per
+   interval while no reply is awaited: a board's 100 Hz frames then cost one wake-up,
+   one burst and one spool transaction per interval instead of per frame, and a sample
+   waits in the kernel's buffer for the time it would have waited for its batch anyway;
+   while a command or history request is in flight, reads are immediate. Nothing valid from the
    board for ``serial.heartbeat_timeout_ms``, or a read/write error, loses the link:
    ``LinkDown(reason)``, close, back off, go to 1. A ``HELLO`` the host did not ask for
    (the board restarted) or a command that failed after every retry (the board still
@@ -226,12 +231,19 @@ class SerialSession:
         checkpoint: str | None = None,
         checkpoint_interval_s: float = 1.0,
         max_bursts: int = 64,
+        read_interval_s: float = 0.0,
         sender_window: int = 4,
         max_tries: int = 8,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.checkpoint_interval_s = checkpoint_interval_s
+        if read_interval_s * 2000.0 >= settings.heartbeat_timeout_ms:
+            raise ValueError(
+                f"read_interval_s ({read_interval_s:g} s) must be under half of "
+                f"serial.heartbeat_timeout_ms ({settings.heartbeat_timeout_ms} ms)"
+            )
+        self.read_interval_s = read_interval_s
         self._stats = SessionStats()
         self._rng = rng or random.Random()
         self._sender_args = {"window": sender_window, "max_tries": max_tries}
@@ -585,6 +597,7 @@ class SerialSession:
         if leftover:
             self._on_frames(leftover, now)
         link.set_receiver(self._on_chunk)
+        self._pace_reads()
         try:
             while True:
                 if link.closed_reason is not None:
@@ -624,6 +637,7 @@ class SerialSession:
                         await kick.wait()
         finally:
             link.set_receiver(None)
+            link.set_read_interval(0.0)
             link.on_close = None
             self._channel.on_space = None
             self._kick = None
@@ -729,6 +743,18 @@ class SerialSession:
         if frames:
             self._wake_serve()  # a retransmission deadline may now come before its timers
         self._settle_outcomes()
+        self._pace_reads()
+
+    def _pace_reads(self) -> None:
+        """Read the port once per ``read_interval_s``, but at once while a reply is awaited.
+
+        Records only wait in the kernel's buffer (they are batched for MQTT anyway); a
+        command's ACK should not, nor should the HISTORY a request asked for.
+        """
+        link = self._link
+        if link is not None and self.read_interval_s > 0.0:
+            awaiting = self._sender.next_deadline() >= 0
+            link.set_read_interval(0.0 if awaiting else self.read_interval_s)
 
     def _settle_outcomes(self, *, lost: str = "") -> None:
         """Hand each decided outcome to its waiter (or the history request it was).

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,7 @@ class Spool:
         self._rows = 0
         self._bytes = 0
         self._changed = asyncio.Event()
+        self.appended_at = -1e9  # time.monotonic() of the last append with rows
 
     # -- life cycle --------------------------------------------------------------------
     def open(self) -> Spool:
@@ -189,6 +191,7 @@ class Spool:
         self._rows += len(items) - freed_rows
         self._bytes += added_bytes - freed_bytes
         if items:
+            self.appended_at = time.monotonic()
             self._changed.set()
 
     def _make_room(self, rows: int, size: int) -> tuple[int, int]:
