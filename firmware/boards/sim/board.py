@@ -262,14 +262,18 @@ class SimBoard:
             if raw2 >= self._trip_counts:
                 raw = raw2
         if raw >= self._trip_counts:
-            was_live = self._pump > 0.0 or not self._dump_open
-            self._tripped = True
-            self._pump = 0.0
-            self._dump_open = True
-            if self.trip_safe_us < 0:
-                self.trip_safe_us = self._now_ms * 1000
-            if was_live:
-                self.safe_edges_ms.append(self._now_ms)
+            self._hard_trip()
+
+    def _hard_trip(self):
+        # The comparator's action: pump off, dump valve open (de-energised), latched.
+        was_live = self._pump > 0.0 or not self._dump_open
+        self._tripped = True
+        self._pump = 0.0
+        self._dump_open = True
+        if self.trip_safe_us < 0:
+            self.trip_safe_us = self._now_ms * 1000
+        if was_live:
+            self.safe_edges_ms.append(self._now_ms)
 
     def irq_ticks(self) -> int:
         return self._irq_ticks

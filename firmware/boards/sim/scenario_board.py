@@ -268,17 +268,6 @@ class ScenarioBoard(SimBoard):
             self._n2 += 1
         return raw2 if raw2 >= self._trip_counts else raw
 
-    def _hard_trip(self):
-        # SimBoard._irq's trip: pump off, dump valve open, latched.
-        was_live = self._pump > 0.0 or not self._dump_open
-        self._tripped = True
-        self._pump = 0.0
-        self._dump_open = True
-        if self.trip_safe_us < 0:
-            self.trip_safe_us = self._now_ms * 1000
-        if was_live:
-            self.safe_edges_ms.append(self._now_ms)
-
     def wait_next_tick(self) -> int:
         period_ms = self._period_ms
         missed = 0
