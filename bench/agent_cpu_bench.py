@@ -31,35 +31,13 @@ from typing import Any
 
 import aiomqtt
 
+from bench.session_bench import agent_config_file
 from isopress.broker import Mosquitto
 from isopress.virtual_board import VirtualBoard
 
 WINDOW_S = 30.0
 WARMUP_S = 5.0
 PRESS_ID = "bench-cpu"
-
-
-def _config(broker: Mosquitto, folder: Path, port: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "agent.toml"
-    path.write_text(f"""
-[agent]
-press_id = "{PRESS_ID}"
-log_level = "warning"
-[serial]
-port = "{port}"
-[broker]
-host = "{broker.host}"
-port = {broker.port}
-[broker.reconnect]
-initial_s = 0.1
-max_s = 1.0
-[spool]
-path = "{folder / "spool.sqlite3"}"
-[runs]
-folder = "{folder / "runs"}"
-""")
-    return path
 
 
 def cpu_seconds(pid: int) -> float:
@@ -122,7 +100,7 @@ def measure(window_s: float = WINDOW_S, profile: Path | None = None) -> dict[str
     with tempfile.TemporaryDirectory(prefix="isopress-cpu-bench-") as tmp:
         folder = Path(tmp)
         with Mosquitto(folder / "broker") as broker, VirtualBoard() as board:
-            config = _config(broker, folder / "agent", board.port)
+            config = agent_config_file(broker, folder / "agent", board.port, PRESS_ID)
             if profile is None:
                 argv = [str(Path(sys.executable).parent / "isopress")]
             else:

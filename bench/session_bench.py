@@ -39,12 +39,13 @@ WARMUP_S = 4.0
 ROUNDS = 3
 
 
-def _config(broker: Mosquitto, folder: Path, port: str) -> Path:
+def agent_config_file(broker: Mosquitto, folder: Path, port: str, press_id: str = "bench-session") -> Path:
+    """An agent config for a benchmark: ``port`` to the board, the broker, a spool and runs in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "agent.toml"
     path.write_text(f"""
 [agent]
-press_id = "bench-session"
+press_id = "{press_id}"
 log_level = "warning"
 [serial]
 port = "{port}"
@@ -70,7 +71,7 @@ def _start_agent(isopress: str, config: Path, log_path: Path) -> subprocess.Pope
 
 
 async def _round(broker: Mosquitto, folder: Path, port: str) -> dict[str, Any]:
-    config = _config(broker, folder, port)
+    config = agent_config_file(broker, folder, port)
     latencies_ms: list[float] = []
     seqs: list[int] = []
     isopress = str(Path(sys.executable).parent / "isopress")
