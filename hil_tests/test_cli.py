@@ -8,27 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from _library import SCENARIOS
+from _library import REPORT_KEYS, SCENARIOS
 
 from isopress.cli import main
 from isopress.hil.trace import read_trace_csv
 
 pytestmark = [pytest.mark.hil, pytest.mark.micropython]
-
-REQUIRED_KEYS = {
-    "final_state",
-    "faults",
-    "peak_mpa",
-    "overshoot_mpa",
-    "hold_error_rms_mpa",
-    "hold_error_max_mpa",
-    "ramp_rate_error_pct",
-    "max_depressurization_rate_mpa_s",
-    "trip_latency_ms",
-    "loop_overruns",
-    "sim_s",
-    "wall_s",
-}
 
 SHORT = """
 name = "short e-stop"
@@ -66,7 +51,7 @@ def test_passing_scenario_exits_0_with_one_json_object_trace_and_plot(
     assert rc == 0, err
     assert len(out.strip().splitlines()) == 1
     doc = json.loads(out)
-    assert set(doc) >= REQUIRED_KEYS
+    assert set(doc) >= set(REPORT_KEYS)
     assert doc["final_state"] == "estop" and doc["passed"] is True and doc["runtime"] == "micropython"
     assert [f["code"] for f in doc["faults"]] == ["estop"]
     (latency,) = doc["trip_latency_ms"]

@@ -7,12 +7,12 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from isopress.board_journal import BoardJournal
 from isopress.broker import Mosquitto
-from isopress.rig import BrokerHandle, OperatorClient, Station
+from isopress.rig import BrokerHandle, OperatorClient, Station, StationSpec
 from isopress.soak import PersistentSubscriber
 
 
@@ -51,6 +51,27 @@ def idle(sub: PersistentSubscriber) -> bool:
     return (
         s is not None and bool(s.get("board_connected")) and s.get("state") in ("idle", "ready", "complete")
     )
+
+
+def run_station(
+    spec: StationSpec,
+    broker: Mosquitto,
+    body: Callable[[Station, PersistentSubscriber], Awaitable[None]],
+) -> Station:
+    """Start ``spec``'s station, subscribe to its press, wait until the press is idle (30 s at
+    most), then ``await body(station, sub)``. Returns the station, stopped: its journal, board
+    summary and agent log stay readable. A fault proxy, if there is one, must not have failed."""
+
+    async def at_idle(station: Station) -> None:
+        async with subscribed(broker, spec.press_id) as sub:
+            await until(lambda: idle(sub), 30, "the press idle", station)
+            await body(station, sub)
+
+    with Station(spec) as station:
+        asyncio.run(at_idle(station))
+        proxy = station.proxy
+        assert proxy is None or proxy.error is None, proxy.error
+    return station
 
 
 def live(sub: PersistentSubscriber, run_id: int, *states: str) -> bool:

@@ -29,13 +29,14 @@ from fault_helpers import (
     live,
     report,
     run_ended,
-    subscribed,
+    run_station,
     until,
 )
 
 from isopress.board_journal import BoardJournal, audit_bodies
 from isopress.broker import Mosquitto
 from isopress.rig import Station, StationSpec, sim_config_text
+from isopress.soak import PersistentSubscriber
 from isoproto import codes
 from isoproto.samples import SAMPLE_FORMAT
 
@@ -80,44 +81,39 @@ def test_a_hung_agent_makes_the_board_apply_its_host_lost_policy_in_time_and_the
     press = spec.press_id
     got: dict[str, Any] = {}
 
-    async def body(station: Station) -> None:
-        async with subscribed(broker, press) as sub:
-            await until(lambda: idle(sub), 30, "the press idle", station)
-            assert (await command(broker, press, "load-recipe", {"recipe": RECIPE}))["accepted"]
-            start = await command(broker, press, "start")
-            run_id = int(start["board"]["value"])
-            await until(lambda: live(sub, run_id, "holding"), 20, "holding", station)
-            await asyncio.sleep(0.5)
-            station.freeze_agent()
-            frozen_at = time.monotonic()
-            await asyncio.sleep(HOST_LOST_TIMEOUT_MS / 1000 + 1.5)
-            station.thaw_agent()
-            thawed_at = time.monotonic()
-            got["frozen_s"] = thawed_at - frozen_at
-            host_lost = 1 << codes.F_HOST_LOST
-            await until(
-                lambda: any(
-                    sample_faults & host_lost
-                    for sample_faults in (
-                        _faults(b) for (boot, _s), bodies in sub.bodies.items() for b in bodies
-                    )
-                ),
-                20,
-                "a sample with host_lost at the subscriber",
-                station,
-            )
-            got["upto"] = await everything_delivered(station, sub)
-            got["resync_s"] = time.monotonic() - thawed_at
-            await until(lambda: run_ended(sub, run_id) is not None, 60, "the run's summary", station)
-            got["run"] = run_ended(sub, run_id)
-            vented = lambda: sub.latest is not None and sub.latest["pressure_mpa"] < 0.5  # noqa: E731
-            await until(vented, 30, "the vessel vented", station)
-            got["state"] = sub.state
-            got["sub"] = sub
-            got["events"] = list(sub.events)
+    async def body(station: Station, sub: PersistentSubscriber) -> None:
+        assert (await command(broker, press, "load-recipe", {"recipe": RECIPE}))["accepted"]
+        start = await command(broker, press, "start")
+        run_id = int(start["board"]["value"])
+        await until(lambda: live(sub, run_id, "holding"), 20, "holding", station)
+        await asyncio.sleep(0.5)
+        station.freeze_agent()
+        frozen_at = time.monotonic()
+        await asyncio.sleep(HOST_LOST_TIMEOUT_MS / 1000 + 1.5)
+        station.thaw_agent()
+        thawed_at = time.monotonic()
+        got["frozen_s"] = thawed_at - frozen_at
+        host_lost = 1 << codes.F_HOST_LOST
+        await until(
+            lambda: any(
+                sample_faults & host_lost
+                for sample_faults in (_faults(b) for (boot, _s), bodies in sub.bodies.items() for b in bodies)
+            ),
+            20,
+            "a sample with host_lost at the subscriber",
+            station,
+        )
+        got["upto"] = await everything_delivered(station, sub)
+        got["resync_s"] = time.monotonic() - thawed_at
+        await until(lambda: run_ended(sub, run_id) is not None, 60, "the run's summary", station)
+        got["run"] = run_ended(sub, run_id)
+        vented = lambda: sub.latest is not None and sub.latest["pressure_mpa"] < 0.5  # noqa: E731
+        await until(vented, 30, "the vessel vented", station)
+        got["state"] = sub.state
+        got["sub"] = sub
+        got["events"] = list(sub.events)
 
-    with Station(spec) as station:
-        asyncio.run(body(station))
+    station = run_station(spec, broker, body)
     journal = journal_of(station)
     rows = _rows(journal)
     first_lost = next(i for i, r in enumerate(rows) if r[_FAULTS] & (1 << codes.F_HOST_LOST))
@@ -184,26 +180,23 @@ def test_a_board_reset_mid_run_boots_safe_and_is_reported_with_its_cause(
     press = spec.press_id
     got: dict[str, Any] = {}
 
-    async def body(station: Station) -> None:
-        async with subscribed(broker, press) as sub:
-            await until(lambda: idle(sub), 30, "the press idle", station)
-            assert (await command(broker, press, "load-recipe", {"recipe": RECIPE}))["accepted"]
-            run_id = int((await command(broker, press, "start"))["board"]["value"])
-            await until(lambda: live(sub, run_id, "holding"), 20, "holding", station)
-            await asyncio.to_thread(station.board.restart, codes.RESET_HARD)
-            await until(
-                lambda: any(e.get("kind") == "board_reset" for e in sub.events), 20, "board_reset", station
-            )
-            await until(
-                lambda: idle(sub) and (sub.state or {}).get("board", {}).get("boot_count") == 5, 20, "boot 5"
-            )
-            boot5 = lambda: sum(1 for b, _s in sub.bodies if b == 5) >= 100  # noqa: E731
-            await until(boot5, 20, "boot 5's telemetry", station)
-            got["upto"] = await everything_delivered(station, sub, first_seq=0)  # a new boot: from its first
-            got["sub"] = sub
+    async def body(station: Station, sub: PersistentSubscriber) -> None:
+        assert (await command(broker, press, "load-recipe", {"recipe": RECIPE}))["accepted"]
+        run_id = int((await command(broker, press, "start"))["board"]["value"])
+        await until(lambda: live(sub, run_id, "holding"), 20, "holding", station)
+        await asyncio.to_thread(station.board.restart, codes.RESET_HARD)
+        await until(
+            lambda: any(e.get("kind") == "board_reset" for e in sub.events), 20, "board_reset", station
+        )
+        await until(
+            lambda: idle(sub) and (sub.state or {}).get("board", {}).get("boot_count") == 5, 20, "boot 5"
+        )
+        boot5 = lambda: sum(1 for b, _s in sub.bodies if b == 5) >= 100  # noqa: E731
+        await until(boot5, 20, "boot 5's telemetry", station)
+        got["upto"] = await everything_delivered(station, sub, first_seq=0)  # a new boot: from its first
+        got["sub"] = sub
 
-    with Station(spec) as station:
-        asyncio.run(body(station))
+    station = run_station(spec, broker, body)
     old = _rows(journal_of_boot(station, 4))
     assert (
         old[-1][_STATE] == codes.ST_HOLDING and old[-1][_FLAGS] & codes.FLAG_DUMP_CLOSED

@@ -27,7 +27,7 @@ from fault_helpers import (
     live,
     report,
     run_ended,
-    subscribed,
+    run_station,
     until,
 )
 
@@ -36,7 +36,7 @@ from isopress.board_journal import audit_bodies
 from isopress.broker import Mosquitto
 from isopress.faultproxy import FaultRates
 from isopress.rig import Station, StationSpec
-from isopress.soak import agent_counters
+from isopress.soak import PersistentSubscriber, agent_counters
 from isoproto import recipe as wire_recipe
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.micropython, pytest.mark.slow]
@@ -77,40 +77,36 @@ def test_recipes_through_a_cable_with_byte_error_rate_1e_3_lose_and_change_nothi
     press = spec.press_id
     replies: list[tuple[str, dict[str, Any]]] = []
 
-    async def body(station: Station) -> None:
-        async with subscribed(broker, press) as sub:
+    async def body(station: Station, sub: PersistentSubscriber) -> None:
+        async def cmd(verb: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+            reply = await command(broker, press, verb, fields)
+            replies.append((verb, reply))
+            return reply
 
-            async def cmd(verb: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
-                reply = await command(broker, press, verb, fields)
-                replies.append((verb, reply))
-                return reply
-
-            await until(lambda: idle(sub), 30, "the press idle", station)
-            # 1: a whole recipe, paused and resumed in its hold
-            await cmd("load-recipe", {"recipe": RECIPE})
-            run1 = int((await cmd("start"))["board"]["value"])
-            await until(lambda: live(sub, run1, "holding"), 20, "holding", station)
-            await cmd("pause")
-            await asyncio.sleep(0.5)
-            await cmd("resume")
-            await until(lambda: run_ended(sub, run1) is not None, 40, "run 1's summary", station)
-            # 2: started again and aborted on the way up
-            await until(lambda: idle(sub), 20, "idle after run 1", station)
-            await cmd("load-recipe", {"recipe": RECIPE})
-            run2 = int((await cmd("start"))["board"]["value"])
-            await until(lambda: live(sub, run2, "pressurising"), 20, "pressurising", station)
-            await asyncio.sleep(0.5)
-            await cmd("abort")
-            await until(lambda: run_ended(sub, run2) is not None, 40, "run 2's summary", station)
-            got["upto"] = await everything_delivered(station, sub)
-            got["runs"] = [run_ended(sub, run1), run_ended(sub, run2)]
-            got["sub"] = sub
+        # 1: a whole recipe, paused and resumed in its hold
+        await cmd("load-recipe", {"recipe": RECIPE})
+        run1 = int((await cmd("start"))["board"]["value"])
+        await until(lambda: live(sub, run1, "holding"), 20, "holding", station)
+        await cmd("pause")
+        await asyncio.sleep(0.5)
+        await cmd("resume")
+        await until(lambda: run_ended(sub, run1) is not None, 40, "run 1's summary", station)
+        # 2: started again and aborted on the way up
+        await until(lambda: idle(sub), 20, "idle after run 1", station)
+        await cmd("load-recipe", {"recipe": RECIPE})
+        run2 = int((await cmd("start"))["board"]["value"])
+        await until(lambda: live(sub, run2, "pressurising"), 20, "pressurising", station)
+        await asyncio.sleep(0.5)
+        await cmd("abort")
+        await until(lambda: run_ended(sub, run2) is not None, 40, "run 2's summary", station)
+        got["upto"] = await everything_delivered(station, sub)
+        got["runs"] = [run_ended(sub, run1), run_ended(sub, run2)]
+        got["sub"] = sub
 
     got: dict[str, Any] = {}
-    with Station(spec) as station:
-        asyncio.run(body(station))
-        proxy = station.proxy
-        assert proxy is not None and proxy.error is None
+    station = run_station(spec, broker, body)  # it checked the proxy did not fail
+    proxy = station.proxy
+    assert proxy is not None
     board_link = (station.board.summary or {}).get("link") or {}
     journal = journal_of(station)
     sub = got["sub"]
