@@ -20,7 +20,8 @@
 # than the period are counted; in virtual time the run goes on deterministically, in real
 # time they are missed for real), control ({key: value} over the config's "control"
 # table), controller ("firmware" or "plain_pid": the baseline of bench/hil_bench.py),
-# heartbeat_ms (the stand-in host's heartbeat period).
+# heartbeat_ms (the stand-in host's heartbeat period), gc_every_ticks (the loop's
+# collection cadence over the config's; the runner's virtual-time default, see runner.py).
 #
 # Only scenario runs import this module (and transducer.py): the real-time board keeps
 # its heap for the serial link.
