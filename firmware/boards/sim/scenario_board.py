@@ -237,7 +237,7 @@ class ScenarioBoard(SimBoard):
         if self.irq_enabled:
             v = self.transducer.read_u16(p1)  # v: the raw reading (few locals, see above)
             self._irq_ticks = (self._irq_ticks + 1) & 0xFFFFFF
-            if self._n < 4096:  # board._IRQ_SUM_CAP
+            if self._n < 4096:  # board._IRQ_SUM_CAP, as a literal: an imported name is a lookup per ms
                 self._sum += v
                 self._n += 1
             if self.second_transducer:
@@ -264,7 +264,7 @@ class ScenarioBoard(SimBoard):
 
     def _irq_second(self, p: float, raw: int) -> int:
         raw2 = self.transducer2.read_u16(p)
-        if self._n2 < 4096:
+        if self._n2 < 4096:  # board._IRQ_SUM_CAP
             self._sum2 += raw2
             self._n2 += 1
         return raw2 if raw2 >= self._trip_counts else raw
