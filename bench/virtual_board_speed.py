@@ -1,40 +1,108 @@
-"""Virtual-time speed of the virtual board under MicroPython (firmware + plant)."""
+"""Virtual-time speed of the virtual board under MicroPython: a 10-minute recipe.
+
+The issue's figure: a 10-minute recipe in <= 6 s (>= 100x real time). It is run the way a
+user runs one, ``isopress hil run`` on the sim board's built bundle (firmware + plant +
+transducer model, the default noisy transducer), ROUNDS times; the median is the figure
+and the spread is in the row. Wall time is the whole board process (start, module load,
+boot, the run, the trace it writes).
+
+For comparison, one more row: main.py's demo board booted from source in an
+RP2040-sized heap (the boot gate's board: it compiles every module at boot and collects
+every 10 ticks in a heap nearly full of modules).
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import statistics
 import time
 from typing import Any
 
 from isopress import micropython_port
+from isopress.hil.runner import RunOptions, board_bundle, run_scenario
+from isopress.hil.scenario import loads_scenario
 from isopress.paths import firmware_root
 
-SIM_S = 600.0  # a 10-minute recipe
+ROUNDS = int(os.environ.get("VIRTUAL_BOARD_SPEED_ROUNDS", "3"))
+
+# 250 MPa at 1 MPa/s (250 s), hold 100 s, down at 1 MPa/s (250 s): a 600 s recipe; the run
+# (run.sim_s's default) also covers the start and the last approach to ambient.
+TEN_MINUTES = """
+name = "10-minute recipe (speed)"
+[recipe]
+[[recipe.segments]]
+kind = "ramp"
+target_mpa = 250.0
+rate_mpa_s = 1.0
+[[recipe.segments]]
+kind = "hold"
+duration_s = 100.0
+[[recipe.segments]]
+kind = "ramp"
+target_mpa = 0.0
+rate_mpa_s = 1.0
+[expect]
+final_state = "complete"
+no_faults = true
+"""
 
 
-def run() -> list[dict[str, Any]]:
+def _demo_board_from_source(sim_s: float) -> float:
     started = time.perf_counter()
     proc = micropython_port.run(
         firmware_root() / "main.py",
-        ["--sim-s", str(SIM_S)],
+        ["--sim-s", str(sim_s)],
         path=micropython_port.firmware_search_path("sim"),
         heap_bytes=micropython_port.RP2040_HEAP_BYTES,
     )
     wall_s = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.decode())
-    summary = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    json.loads(proc.stdout.decode().strip().splitlines()[-1])  # it finished with a summary
+    return wall_s
+
+
+def run() -> list[dict[str, Any]]:
+    board_bundle()  # built before the clock starts (cached per source version)
+    scenario = loads_scenario(TEN_MINUTES)
+    walls: list[float] = []
+    sim_s = 0.0
+    load = os.getloadavg()[0]
+    for _ in range(ROUNDS):
+        result = run_scenario(scenario, RunOptions(runtime="micropython"))
+        if not result.verdict.passed:
+            raise RuntimeError(f"the 10-minute recipe failed: {result.verdict.failures}")
+        walls.append(result.wall_s)
+        sim_s = result.metrics.sim_s
+    wall = statistics.median(walls)
+    spread = f"{min(walls):.2f}-{max(walls):.2f} s"
+    demo_wall = _demo_board_from_source(sim_s)
     return [
         {
-            "metric": "virtual board: 10 min of press time under MicroPython (wall)",
-            "value": round(wall_s, 2),
+            "metric": (
+                f"virtual board: a 10-minute recipe ({sim_s:.0f} s of press time) under MicroPython "
+                f"(wall; `isopress hil run`, median of {ROUNDS}, {spread}; load average {load:.2f} before)"
+            ),
+            "value": round(wall, 2),
             "unit": "s",
-            "target": "<= 6 s",
+            "target": f"<= {sim_s / 100.0:.1f} s (100x)",
         },
         {
-            "metric": "virtual board speed (virtual / wall time)",
-            "value": round(summary["sim_s"] / wall_s, 1),
+            "metric": "virtual board speed (virtual / wall time, median)",
+            "value": round(sim_s / wall, 1),
             "unit": "x",
             "target": ">= 100x",
         },
+        {
+            "metric": "main.py's demo board from source, RP2040-sized heap (compiles at boot): speed",
+            "value": round(sim_s / demo_wall, 1),
+            "unit": "x",
+            "target": "report",
+        },
     ]
+
+
+if __name__ == "__main__":
+    for r in run():
+        print(f"{r['metric']}: {r['value']} {r['unit']} (target {r['target']})")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from _library import LIBRARY, SCENARIOS
 
-from isopress.hil.runner import RunOptions, RunResult, run_scenario
+from isopress.hil.runner import VIRTUAL_TIME_GC_EVERY_TICKS, RunOptions, RunResult, run_scenario
 from isopress.hil.scenario import load_scenario
 from isopress.hil.trace import trace_to_csv
 
@@ -109,7 +109,9 @@ def test_a_recipe_beyond_the_profile_is_refused_with_its_reasons(
 def test_same_seed_same_run_and_both_runtimes_agree() -> None:
     scenario = load_scenario(SCENARIOS / "open_wire_mid_ramp.toml")
     first = run_scenario(scenario, RunOptions(runtime="micropython"))
-    again = run_scenario(scenario, RunOptions(runtime="micropython"))
+    assert first.options.loop_gc_every_ticks() == VIRTUAL_TIME_GC_EVERY_TICKS
+    # Again at the board config's collection cadence: when the loop collects changes nothing.
+    again = run_scenario(scenario, RunOptions(runtime="micropython", gc_every_ticks=10))
     assert trace_to_csv(first.trace) == trace_to_csv(again.trace)
     cpython = run_scenario(scenario, RunOptions(runtime="cpython"))
     assert trace_to_csv(cpython.trace) == trace_to_csv(first.trace)

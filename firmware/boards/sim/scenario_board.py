@@ -20,7 +20,8 @@
 # than the period are counted; in virtual time the run goes on deterministically, in real
 # time they are missed for real), control ({key: value} over the config's "control"
 # table), controller ("firmware" or "plain_pid": the baseline of bench/hil_bench.py),
-# heartbeat_ms (the stand-in host's heartbeat period).
+# heartbeat_ms (the stand-in host's heartbeat period), gc_every_ticks (the loop's
+# collection cadence over the config's; the runner's virtual-time default, see runner.py).
 #
 # Only scenario runs import this module (and transducer.py): the real-time board keeps
 # its heap for the serial link.
@@ -236,7 +237,7 @@ class ScenarioBoard(SimBoard):
         if self.irq_enabled:
             v = self.transducer.read_u16(p1)  # v: the raw reading (few locals, see above)
             self._irq_ticks = (self._irq_ticks + 1) & 0xFFFFFF
-            if self._n < 4096:  # board._IRQ_SUM_CAP
+            if self._n < 4096:  # board._IRQ_SUM_CAP, as a literal: an imported name is a lookup per ms
                 self._sum += v
                 self._n += 1
             if self.second_transducer:
@@ -263,7 +264,7 @@ class ScenarioBoard(SimBoard):
 
     def _irq_second(self, p: float, raw: int) -> int:
         raw2 = self.transducer2.read_u16(p)
-        if self._n2 < 4096:
+        if self._n2 < 4096:  # board._IRQ_SUM_CAP
             self._sum2 += raw2
             self._n2 += 1
         return raw2 if raw2 >= self._trip_counts else raw
