@@ -39,7 +39,13 @@ _U32 = 0xFFFF_FFFF
 _BEFORE_ZERO = _U32  # a tracker at "one before seq 0": the next record, 0, is the first of a boot
 _SAMPLES_PER_REQUEST = 64  # 8 HISTORY chunks of 8 samples
 _EVENTS_PER_REQUEST = 40  # 4 chunks of 10 events
-_HISTORY_RETRY_MS = 3000  # a request unanswered this long is asked again
+# A request whose last chunk has not come this long after it was sent is asked again. The
+# board sends one chunk per 10 ms tick (a 64-sample reply takes ~80 ms); what bounds the
+# retry from below is only not asking twice for a reply still on its way. It was 3 s: on a
+# damaged cable each lost last chunk (~1 reply in 5 at 1e-3 towards the host) then cost 3 s,
+# and a few in a row can take a gap past the board's ~10 s of history (one sample was lost
+# so in one run of tests/faults' 1e-2 case on a loaded machine).
+_HISTORY_RETRY_MS = 1000
 _BUSY_HOLDOFF_MS = 200  # after a NAK busy, this stream waits before asking again
 
 
