@@ -31,24 +31,30 @@ SCENARIOS = Path(__file__).resolve().parent.parent / "hil_tests" / "scenarios"
 SEEDS = int(os.environ.get("HIL_BENCH_SEEDS", "100"))
 NOMINAL_ROUNDS = 3  # the nominal cycle alone, for the speed figure (median)
 
-SHORT_NOMINAL = """
-name = "short nominal cycle (false-trip seeds)"
+
+def cycle_scenario(name: str, up_mpa_s: float, hold_s: float, down_mpa_s: float) -> Scenario:
+    """A nominal 250 MPa cycle (default plant and noisy transducer) that must complete without
+    a fault: up at up_mpa_s, hold hold_s, down at down_mpa_s."""
+    return loads_scenario(
+        f"""
+name = "{name}"
 [recipe]
 [[recipe.segments]]
 kind = "ramp"
 target_mpa = 250.0
-rate_mpa_s = 2.0
+rate_mpa_s = {up_mpa_s}
 [[recipe.segments]]
 kind = "hold"
-duration_s = 30.0
+duration_s = {hold_s}
 [[recipe.segments]]
 kind = "ramp"
 target_mpa = 0.0
-rate_mpa_s = 1.0
+rate_mpa_s = {down_mpa_s}
 [expect]
 final_state = "complete"
 no_faults = true
 """
+    )
 
 
 def _run(job: tuple[Scenario, RunOptions]) -> RunResult:
@@ -80,7 +86,7 @@ def run() -> list[dict[str, Any]]:
         (nominal, RunOptions(runtime="micropython", controller="plain_pid")),
     ]
     jobs += [(s, mp) for s in faults]
-    short = loads_scenario(SHORT_NOMINAL)
+    short = cycle_scenario("short nominal cycle (false-trip seeds)", 2.0, 30.0, 1.0)
     jobs += [(short.with_seed(seed), mp) for seed in range(1, SEEDS + 1)]
     load = os.getloadavg()[0]
     noms = [_run(jobs[0]) for _ in range(NOMINAL_ROUNDS)]  # alone: their wall times are the speed figure

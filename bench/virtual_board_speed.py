@@ -19,33 +19,12 @@ import statistics
 import time
 from typing import Any
 
+from bench.hil_bench import cycle_scenario
 from isopress import micropython_port
 from isopress.hil.runner import RunOptions, board_bundle, run_scenario
-from isopress.hil.scenario import loads_scenario
 from isopress.paths import firmware_root
 
 ROUNDS = int(os.environ.get("VIRTUAL_BOARD_SPEED_ROUNDS", "3"))
-
-# 250 MPa at 1 MPa/s (250 s), hold 100 s, down at 1 MPa/s (250 s): a 600 s recipe; the run
-# (run.sim_s's default) also covers the start and the last approach to ambient.
-TEN_MINUTES = """
-name = "10-minute recipe (speed)"
-[recipe]
-[[recipe.segments]]
-kind = "ramp"
-target_mpa = 250.0
-rate_mpa_s = 1.0
-[[recipe.segments]]
-kind = "hold"
-duration_s = 100.0
-[[recipe.segments]]
-kind = "ramp"
-target_mpa = 0.0
-rate_mpa_s = 1.0
-[expect]
-final_state = "complete"
-no_faults = true
-"""
 
 
 def _demo_board_from_source(sim_s: float) -> float:
@@ -65,7 +44,9 @@ def _demo_board_from_source(sim_s: float) -> float:
 
 def run() -> list[dict[str, Any]]:
     board_bundle()  # built before the clock starts (cached per source version)
-    scenario = loads_scenario(TEN_MINUTES)
+    # 250 MPa at 1 MPa/s (250 s), hold 100 s, down at 1 MPa/s (250 s): a 600 s recipe; the run
+    # (run.sim_s's default) also covers the start and the last approach to ambient.
+    scenario = cycle_scenario("10-minute recipe (speed)", 1.0, 100.0, 1.0)
     walls: list[float] = []
     sim_s = 0.0
     load = os.getloadavg()[0]
