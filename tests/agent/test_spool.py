@@ -137,3 +137,84 @@ def test_meta_is_written_with_the_rows_or_not_at_all(tmp_path: Path) -> None:
             spool.append([_sample(2), bad], meta={"session_checkpoint": "boot 1 upto 2"})
         assert spool.get_meta("session_checkpoint") == "boot 1 upto 1"
         assert spool.rows == 1
+
+
+def test_row_ids_keep_growing_after_the_spool_drains(tmp_path: Path) -> None:
+    # The MQTT link flags rows up to last_row_id() at connect as backlog: an id handed out
+    # again after the table drained would make a live sample "historical".
+    with Spool(tmp_path / "s.db") as spool:
+        spool.append([_sample(i) for i in range(3)])
+        first = spool.oldest(10)
+        spool.acknowledge(first)
+        assert spool.rows == 0
+        mark = spool.last_row_id()
+        spool.append([_sample(3)])
+        spool.append([_sample(4), _sample(5)])
+        later = spool.oldest(10)
+        assert [r.row_id for r in later] == [mark + 1, mark + 2, mark + 3]
+        assert spool.last_row_id() == mark + 3
+
+
+def test_after_a_restart_new_rows_come_after_the_waiting_ones(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with Spool(path) as spool:
+        spool.append([_sample(i) for i in range(5)])
+        spool.acknowledge(spool.oldest(2))  # rows 1, 2 gone; 3..5 wait
+    with Spool(path) as again:
+        assert again.last_row_id() == 5
+        again.append([_sample(5)])
+        rows = again.oldest(10)
+        assert [r.row_id for r in rows] == [3, 4, 5, 6]
+        assert [r.body for r in rows][-1] == _sample(5).body
+
+
+def test_a_second_process_cannot_open_the_spool_while_the_agent_has_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("isopress.agent.spool._LOCK_WAIT_S", 0.1)
+    path = tmp_path / "s.db"
+    with Spool(path) as spool:
+        spool.append([_sample(0)])
+        with pytest.raises(SpoolError, match="is a second agent running"):
+            Spool(path).open()
+        other = sqlite3.connect(path, timeout=0.1)  # an sqlite3 shell, say
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("SELECT count(*) FROM outbox").fetchone()
+        other.close()
+        spool.append([_sample(1)])  # the agent's connection is unaffected
+        assert spool.rows == 2
+    with Spool(path) as again:  # released at close
+        assert again.rows == 2
+
+
+def test_a_spool_made_with_autoincrement_is_rebuilt_keeping_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    old.executescript(
+        """
+        PRAGMA journal_mode=WAL;
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, stream INTEGER NOT NULL, topic TEXT NOT NULL,
+            retain INTEGER NOT NULL, historical INTEGER NOT NULL, boot_count INTEGER, seq INTEGER,
+            body TEXT NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('loaded_recipe', 'r');
+        """
+    )
+    for seq in range(4):
+        old.execute(
+            "INSERT INTO outbox(stream, topic, retain, historical, boot_count, seq, body) "
+            "VALUES (0, 't', 0, 0, 1, ?, ?)",
+            (seq, _sample(seq).body),
+        )
+    old.execute("DELETE FROM outbox WHERE seq = 0")
+    old.close()
+    with Spool(path) as spool:
+        (sql,) = spool.db.execute("SELECT sql FROM sqlite_master WHERE name = 'outbox'").fetchone()
+        assert "AUTOINCREMENT" not in sql.upper()
+        assert spool.get_meta("loaded_recipe") == "r"
+        assert spool.rows == 3
+        spool.append([_sample(4)])
+        rows = spool.oldest(10)
+        assert [r.row_id for r in rows] == [2, 3, 4, 5]
+        assert [r.body for r in rows] == [_sample(seq).body for seq in (1, 2, 3, 4)]
