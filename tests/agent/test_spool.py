@@ -218,3 +218,18 @@ def test_a_spool_made_with_autoincrement_is_rebuilt_keeping_its_rows(tmp_path: P
         rows = spool.oldest(10)
         assert [r.row_id for r in rows] == [2, 3, 4, 5]
         assert [r.body for r in rows] == [_sample(seq).body for seq in (1, 2, 3, 4)]
+
+
+def test_a_failed_small_burst_changes_nothing_either(tmp_path: Path) -> None:
+    # A burst of a few rows is one multi-row INSERT, its own transaction: all or nothing.
+    with Spool(tmp_path / "s.db") as spool:
+        spool.append([_sample(0)])
+        mark = spool.last_row_id()
+        bad = Outgoing(None, "t", "{}")  # type: ignore[arg-type]  # stream is NOT NULL
+        with pytest.raises(sqlite3.IntegrityError):
+            spool.append([_sample(1), _sample(2), bad])
+        assert spool.rows == 1
+        assert spool.db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 1
+        assert spool.last_row_id() == mark
+        spool.append([_sample(1), _sample(2)])
+        assert [r.row_id for r in spool.oldest(10)] == [mark, mark + 1, mark + 2]
