@@ -233,3 +233,70 @@ def test_a_failed_small_burst_changes_nothing_either(tmp_path: Path) -> None:
         assert spool.last_row_id() == mark
         spool.append([_sample(1), _sample(2)])
         assert [r.row_id for r in spool.oldest(10)] == [mark, mark + 1, mark + 2]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_rows_kept_in_memory_are_always_the_table_s(
+    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # oldest() serves waiting rows from memory while it has all of them: after any mix of
+    # appends, acknowledgements (whole or partial, stale ones too), drops for space and
+    # restarts it returns exactly what the table holds.
+    import random
+
+    monkeypatch.setattr("isopress.agent.spool._RECENT_MAX_ROWS", 150)
+    rng = random.Random(seed)
+    path = tmp_path / "s.db"
+    spool = Spool(path, max_rows=400).open()
+    seq = 0
+    stale: list[list[object]] = []
+    from_memory = 0
+    try:
+        for _ in range(400):
+            op = rng.random()
+            if op < 0.45:
+                n = rng.choice([1, 2, 3, 9, 40])
+                kind = rng.random()
+                items = [
+                    Outgoing(STREAM_RETAINED, "r", f'{{"r":{seq}}}', retain=True)
+                    if kind < 0.05
+                    else Outgoing(STREAM_EVENT, "e", f'{{"e":{seq}}}', historical=True)
+                    if kind < 0.15
+                    else _sample(seq + k)
+                    for k in range(n)
+                ]
+                seq += n
+                spool.append(items, meta={"session_checkpoint": str(seq)} if rng.random() < 0.1 else None)
+            elif op < 0.85:
+                rows = spool.oldest(rng.choice([1, 5, 250]))
+                if rows:
+                    cut = rng.randint(1, len(rows))
+                    spool.acknowledge(rows[:cut])
+                    stale.append(list(rows[:cut]))
+            elif op < 0.9 and stale:
+                spool.acknowledge(rng.choice(stale))  # type: ignore[arg-type]  # acknowledged before
+            elif op < 0.95:
+                spool.close()
+                spool = Spool(path, max_rows=400).open()
+            from_memory += spool._recent_whole and len(spool._recent) == spool.rows
+            assert spool.oldest(1000) == spool.oldest_in_table(1000)
+            assert spool.rows == len(spool.oldest_in_table(10_000))
+    finally:
+        spool.close()
+    assert from_memory > 40, from_memory  # the memory path was exercised, not only the table's
+
+
+def test_the_live_flow_reads_no_rows_from_the_table(tmp_path: Path) -> None:
+    # At 100 Hz: a few samples appended, read back, published, acknowledged, per period.
+    # The rows come back from memory; the table sees inserts and deletes only.
+    with Spool(tmp_path / "s.db") as spool:
+        statements: list[str] = []
+        spool.db.set_trace_callback(statements.append)
+        for period in range(50):
+            spool.append([_sample(3 * period + k) for k in range(3)])
+            rows = spool.oldest(250)
+            assert [r.body for r in rows] == [_sample(3 * period + k).body for k in range(3)]
+            spool.acknowledge(rows)
+        spool.db.set_trace_callback(None)
+        assert not [s for s in statements if s.lstrip().upper().startswith("SELECT")], statements[:5]
+        assert spool.rows == 0

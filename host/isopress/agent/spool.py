@@ -27,6 +27,8 @@ back the commits since the last one. ``synchronous=FULL`` flushes at every commi
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -83,6 +85,7 @@ _INSERT_N = [
 # this many rows (normally it is near empty); a bigger backlog is left as it is (ids are
 # given by the spool either way) until an open finds it drained.
 _REBUILD_MAX_ROWS = 100_000
+_RECENT_MAX_ROWS = 10_000  # waiting rows kept in memory for oldest() (100 s at 100 Hz)
 _LOCK_WAIT_S = 5.0  # at open, how long to wait for another process to let go of the database
 _REBUILD = """
 CREATE TABLE outbox_new (
@@ -172,6 +175,13 @@ class Spool:
         # advanced by each committed append. SQLite's own max(rowid)+1 would restart at 1
         # whenever the table drains, below a connection's backlog mark.
         self._last_id = 0
+        # The waiting rows as appended, oldest first, while they are ALL the waiting rows
+        # (``_recent_whole``): oldest() then reads them here instead of from the table. That
+        # holds from an empty spool on until rows are dropped for space or more than
+        # _RECENT_MAX_ROWS wait (a broker outage); from then on oldest() reads the table,
+        # until the spool is empty again.
+        self._recent: collections.deque[SpooledRow] = collections.deque()
+        self._recent_whole = False
         self._changed = asyncio.Event()
         self.appended_at = -1e9  # time.monotonic() of the last append with rows
 
@@ -210,6 +220,8 @@ class Spool:
         self._rows = int(rows)
         self._bytes = int(size)
         self._last_id = int(last_id)
+        self._recent.clear()
+        self._recent_whole = self._rows == 0
         if self._rows:
             self._changed.set()
         return self
@@ -264,6 +276,14 @@ class Spool:
                 # After the insert, so that a batch larger than the bound is trimmed too.
                 freed_rows, freed_bytes = self._make_room(rows, size)
         # Counters change only once the transaction committed.
+        if self._recent_whole:
+            if freed_rows or len(self._recent) + len(items) > _RECENT_MAX_ROWS:
+                self._forget_recent()
+            else:
+                self._recent.extend(
+                    SpooledRow(first_id + n, i.stream, i.topic, bool(i.retain), bool(i.historical), i.body)
+                    for n, i in enumerate(items)
+                )
         self._last_id += len(items)
         self._rows += len(items) - freed_rows
         self._bytes += added_bytes - freed_bytes
@@ -311,6 +331,12 @@ class Spool:
     # -- reading and acknowledging -----------------------------------------------------
     def oldest(self, limit: int) -> list[SpooledRow]:
         """Up to ``limit`` waiting rows, oldest first."""
+        if self._recent_whole and len(self._recent) == self._rows:
+            return list(itertools.islice(self._recent, limit))
+        return self.oldest_in_table(limit)
+
+    def oldest_in_table(self, limit: int) -> list[SpooledRow]:
+        """:meth:`oldest` read from the table (what it returns when the rows are not in memory)."""
         rows = self.db.execute(
             "SELECT id, stream, topic, retain, historical, body FROM outbox ORDER BY id LIMIT ?", (limit,)
         ).fetchall()
@@ -335,8 +361,21 @@ class Spool:
                 "SELECT count(*), coalesce(sum(length(body)), 0) FROM outbox"
             ).fetchone()
             self._rows, self._bytes = int(count), int(size)
+        recent = self._recent
+        if self._recent_whole:
+            if recent and recent[0].row_id == first:
+                while recent and recent[0].row_id <= last:
+                    recent.popleft()
+            if len(recent) != self._rows:  # not the rows acknowledged: read the table from now on
+                self._forget_recent()
         if self._rows == 0:
+            recent.clear()
+            self._recent_whole = True
             self._changed.clear()
+
+    def _forget_recent(self) -> None:
+        self._recent.clear()
+        self._recent_whole = False
 
     def last_row_id(self) -> int:
         """The highest row id written since open, or waiting at open (0 for an empty spool).
