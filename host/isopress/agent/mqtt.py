@@ -318,15 +318,17 @@ class MqttLink:
         gathered_at = -1e9
         while True:
             # At most one telemetry batch per period unless a full batch waits (replay).
-            # Sleeping out the period BEFORE waiting for rows means samples arriving in
-            # the meantime do not wake this task one by one. The period counts from when
-            # the newest row of the last batch was spooled, not from its publish: the
-            # serial session reads the port once per period, and batches then go right
-            # after each read instead of settling at some phase behind it.
+            # The period counts from when the newest row of the last batch was spooled,
+            # not from its publish: the serial session reads the port once per period, and
+            # batches then go right after each read instead of settling at some phase
+            # behind it. So the next read's rows usually arrive a period or more after
+            # the last batch's: the append wakes this task, which publishes at once (one
+            # wake-up per batch, no timer). Rows that come sooner wait out the rest of the
+            # period, asleep: those arriving meanwhile do not wake this task one by one.
+            await self.spool.wait_for_rows()
             wait_s = gathered_at + period_s - time.monotonic()
             if wait_s > 0 and self.spool.rows < max_batch:
                 await asyncio.sleep(wait_s)
-            await self.spool.wait_for_rows()
             gathered_at = self.spool.appended_at
             rows = self.spool.oldest(max_batch)
             for group in _group_rows(rows):
