@@ -51,6 +51,9 @@ def test_the_database_is_in_wal_mode(tmp_path: Path) -> None:
     with Spool(tmp_path / "s.db") as spool:
         spool.append([_sample(0)])
         assert spool.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert spool.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert spool.db.execute("PRAGMA locking_mode").fetchone()[0] == "exclusive"
+        assert spool.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 700
 
 
 def test_a_full_spool_drops_the_oldest_rows_and_counts_them(tmp_path: Path) -> None:
