@@ -48,6 +48,7 @@ __all__ = ["LinkClosed", "LinkOpenError", "SerialLink", "check_port_url"]
 log = logging.getLogger("isopress.agent.serial")
 
 _READ_SIZE = 4096
+_STALLED_S = 0.25  # a rest's timer this late means the loop was stalled (see _rest_over)
 _THREAD_POLL_S = 0.05  # the fallback reader's read timeout: how fast it notices close()
 
 
@@ -299,7 +300,12 @@ class SerialLink:
         which spares watching the descriptor for one wake-up when the bytes are already
         there (two epoll changes and a loop pass per read period, the usual case).
         """
-        if self._poll is None or not self._poll.poll(0):
+        rest = self._rest
+        assert self._loop is not None and rest is not None
+        if self._loop.time() - rest.when() > _STALLED_S or self._poll is None or not self._poll.poll(0):
+            # Nothing there yet: watch for it. Or the loop itself was stalled (the agent was
+            # stopped, the machine swapped): then the bytes are read in a later pass, after
+            # the session's heartbeat watchdog has judged the silence, as when watching.
             self._end_rest()
             return
         self._rest = None
