@@ -187,3 +187,54 @@ def test_the_link_waits_for_a_broker_that_is_not_there_yet(tmp_path: Path) -> No
         assert asyncio.run(scenario()) == 1
     finally:
         later.stop()
+
+
+def test_publishes_are_written_in_the_call_and_a_partial_write_finishes_later(
+    broker: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The link's client writes a packet in publish() itself (no writer callback, no
+    # self-pipe wake-up); what the socket does not take waits for the writable callback.
+    import socket
+
+    from isopress.agent.mqtt import _DirectWriteClient
+
+    writer_registrations: list[str] = []
+    register = aiomqtt.Client._on_socket_register_write
+
+    def counting(self: aiomqtt.Client, *args: object) -> None:
+        writer_registrations.append(type(self).__name__)
+        register(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aiomqtt.Client, "_on_socket_register_write", counting)
+
+    big = bytes(range(256)) * 3000  # 768 kB: far more than the shrunk send buffer below
+
+    async def scenario() -> tuple[bool, bool, bytes]:
+        async with (
+            aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as sub,
+            _DirectWriteClient(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client,
+        ):
+            await sub.subscribe("isopress/direct/#", qos=1)
+            before = writer_registrations.count("_DirectWriteClient")
+            await client.publish("isopress/direct/small", b"x", qos=1, timeout=5.0)
+            small_needed_writer = writer_registrations.count("_DirectWriteClient") > before
+            paho_sock = client._client.socket()
+            assert isinstance(paho_sock, socket.socket)
+            paho_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            before = writer_registrations.count("_DirectWriteClient")
+            await client.publish("isopress/direct/big", big, qos=1, timeout=10.0)
+            big_went_through_writer = writer_registrations.count("_DirectWriteClient") > before
+            assert not client._client.want_write()
+            got = b""
+            async with asyncio.timeout(10):
+                async for message in sub.messages:
+                    if str(message.topic).endswith("/big"):
+                        assert isinstance(message.payload, bytes)
+                        got = message.payload
+                        break
+            return small_needed_writer, big_went_through_writer, got
+
+    small_needed_writer, big_done, got = asyncio.run(scenario())
+    assert not small_needed_writer, "a small publish should not need the writer callback"
+    assert big_done, "the big publish should have needed the writer callback (partial write)"
+    assert got == big, "the partially written packet did not arrive intact"

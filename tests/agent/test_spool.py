@@ -51,6 +51,9 @@ def test_the_database_is_in_wal_mode(tmp_path: Path) -> None:
     with Spool(tmp_path / "s.db") as spool:
         spool.append([_sample(0)])
         assert spool.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert spool.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert spool.db.execute("PRAGMA locking_mode").fetchone()[0] == "exclusive"
+        assert spool.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 700
 
 
 def test_a_full_spool_drops_the_oldest_rows_and_counts_them(tmp_path: Path) -> None:
@@ -137,3 +140,166 @@ def test_meta_is_written_with_the_rows_or_not_at_all(tmp_path: Path) -> None:
             spool.append([_sample(2), bad], meta={"session_checkpoint": "boot 1 upto 2"})
         assert spool.get_meta("session_checkpoint") == "boot 1 upto 1"
         assert spool.rows == 1
+
+
+def test_row_ids_keep_growing_after_the_spool_drains(tmp_path: Path) -> None:
+    # The MQTT link flags rows up to last_row_id() at connect as backlog: an id handed out
+    # again after the table drained would make a live sample "historical".
+    with Spool(tmp_path / "s.db") as spool:
+        spool.append([_sample(i) for i in range(3)])
+        first = spool.oldest(10)
+        spool.acknowledge(first)
+        assert spool.rows == 0
+        mark = spool.last_row_id()
+        spool.append([_sample(3)])
+        spool.append([_sample(4), _sample(5)])
+        later = spool.oldest(10)
+        assert [r.row_id for r in later] == [mark + 1, mark + 2, mark + 3]
+        assert spool.last_row_id() == mark + 3
+
+
+def test_after_a_restart_new_rows_come_after_the_waiting_ones(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with Spool(path) as spool:
+        spool.append([_sample(i) for i in range(5)])
+        spool.acknowledge(spool.oldest(2))  # rows 1, 2 gone; 3..5 wait
+    with Spool(path) as again:
+        assert again.last_row_id() == 5
+        again.append([_sample(5)])
+        rows = again.oldest(10)
+        assert [r.row_id for r in rows] == [3, 4, 5, 6]
+        assert [r.body for r in rows][-1] == _sample(5).body
+
+
+def test_a_second_process_cannot_open_the_spool_while_the_agent_has_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("isopress.agent.spool._LOCK_WAIT_S", 0.1)
+    path = tmp_path / "s.db"
+    with Spool(path) as spool:
+        spool.append([_sample(0)])
+        with pytest.raises(SpoolError, match="is a second agent running"):
+            Spool(path).open()
+        other = sqlite3.connect(path, timeout=0.1)  # an sqlite3 shell, say
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("SELECT count(*) FROM outbox").fetchone()
+        other.close()
+        spool.append([_sample(1)])  # the agent's connection is unaffected
+        assert spool.rows == 2
+    with Spool(path) as again:  # released at close
+        assert again.rows == 2
+
+
+def test_a_spool_made_with_autoincrement_is_rebuilt_keeping_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    old.executescript(
+        """
+        PRAGMA journal_mode=WAL;
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, stream INTEGER NOT NULL, topic TEXT NOT NULL,
+            retain INTEGER NOT NULL, historical INTEGER NOT NULL, boot_count INTEGER, seq INTEGER,
+            body TEXT NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('loaded_recipe', 'r');
+        """
+    )
+    for seq in range(4):
+        old.execute(
+            "INSERT INTO outbox(stream, topic, retain, historical, boot_count, seq, body) "
+            "VALUES (0, 't', 0, 0, 1, ?, ?)",
+            (seq, _sample(seq).body),
+        )
+    old.execute("DELETE FROM outbox WHERE seq = 0")
+    old.close()
+    with Spool(path) as spool:
+        (sql,) = spool.db.execute("SELECT sql FROM sqlite_master WHERE name = 'outbox'").fetchone()
+        assert "AUTOINCREMENT" not in sql.upper()
+        assert spool.get_meta("loaded_recipe") == "r"
+        assert spool.rows == 3
+        spool.append([_sample(4)])
+        rows = spool.oldest(10)
+        assert [r.row_id for r in rows] == [2, 3, 4, 5]
+        assert [r.body for r in rows] == [_sample(seq).body for seq in (1, 2, 3, 4)]
+
+
+def test_a_failed_small_burst_changes_nothing_either(tmp_path: Path) -> None:
+    # A burst of a few rows is one multi-row INSERT, its own transaction: all or nothing.
+    with Spool(tmp_path / "s.db") as spool:
+        spool.append([_sample(0)])
+        mark = spool.last_row_id()
+        bad = Outgoing(None, "t", "{}")  # type: ignore[arg-type]  # stream is NOT NULL
+        with pytest.raises(sqlite3.IntegrityError):
+            spool.append([_sample(1), _sample(2), bad])
+        assert spool.rows == 1
+        assert spool.db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 1
+        assert spool.last_row_id() == mark
+        spool.append([_sample(1), _sample(2)])
+        assert [r.row_id for r in spool.oldest(10)] == [mark, mark + 1, mark + 2]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_rows_kept_in_memory_are_always_the_table_s(
+    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # oldest() serves waiting rows from memory while it has all of them: after any mix of
+    # appends, acknowledgements (whole or partial, stale ones too), drops for space and
+    # restarts it returns exactly what the table holds.
+    import random
+
+    monkeypatch.setattr("isopress.agent.spool._RECENT_MAX_ROWS", 150)
+    rng = random.Random(seed)
+    path = tmp_path / "s.db"
+    spool = Spool(path, max_rows=400).open()
+    seq = 0
+    stale: list[list[object]] = []
+    from_memory = 0
+    try:
+        for _ in range(400):
+            op = rng.random()
+            if op < 0.45:
+                n = rng.choice([1, 2, 3, 9, 40])
+                kind = rng.random()
+                items = [
+                    Outgoing(STREAM_RETAINED, "r", f'{{"r":{seq}}}', retain=True)
+                    if kind < 0.05
+                    else Outgoing(STREAM_EVENT, "e", f'{{"e":{seq}}}', historical=True)
+                    if kind < 0.15
+                    else _sample(seq + k)
+                    for k in range(n)
+                ]
+                seq += n
+                spool.append(items, meta={"session_checkpoint": str(seq)} if rng.random() < 0.1 else None)
+            elif op < 0.85:
+                rows = spool.oldest(rng.choice([1, 5, 250]))
+                if rows:
+                    cut = rng.randint(1, len(rows))
+                    spool.acknowledge(rows[:cut])
+                    stale.append(list(rows[:cut]))
+            elif op < 0.9 and stale:
+                spool.acknowledge(rng.choice(stale))  # type: ignore[arg-type]  # acknowledged before
+            elif op < 0.95:
+                spool.close()
+                spool = Spool(path, max_rows=400).open()
+            from_memory += spool._recent_whole and len(spool._recent) == spool.rows
+            assert spool.oldest(1000) == spool.oldest_in_table(1000)
+            assert spool.rows == len(spool.oldest_in_table(10_000))
+    finally:
+        spool.close()
+    assert from_memory > 40, from_memory  # the memory path was exercised, not only the table's
+
+
+def test_the_live_flow_reads_no_rows_from_the_table(tmp_path: Path) -> None:
+    # At 100 Hz: a few samples appended, read back, published, acknowledged, per period.
+    # The rows come back from memory; the table sees inserts and deletes only.
+    with Spool(tmp_path / "s.db") as spool:
+        statements: list[str] = []
+        spool.db.set_trace_callback(statements.append)
+        for period in range(50):
+            spool.append([_sample(3 * period + k) for k in range(3)])
+            rows = spool.oldest(250)
+            assert [r.body for r in rows] == [_sample(3 * period + k).body for k in range(3)]
+            spool.acknowledge(rows)
+        spool.db.set_trace_callback(None)
+        assert not [s for s in statements if s.lstrip().upper().startswith("SELECT")], statements[:5]
+        assert spool.rows == 0

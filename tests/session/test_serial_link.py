@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tty
+from typing import Any
 
 import pytest
 
@@ -151,6 +152,46 @@ def test_a_read_interval_gathers_frames_into_fewer_chunks_and_zero_reads_at_once
             os.close(slave)
 
     asyncio.run(body())
+
+
+def test_after_a_rest_bytes_already_there_are_read_without_watching_the_descriptor() -> None:
+    # The rest's end asks poll(0) first: a board that writes all the time is read once per
+    # interval with no add_reader/remove_reader round (and no extra loop pass) each time.
+    async def body() -> tuple[int, int, bytes, bytes]:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        chunks: list[bytes] = []
+        loop = asyncio.get_running_loop()
+        watched: list[int] = []
+        add_reader = loop.add_reader
+
+        def counting_add_reader(fd: int, callback: Any, *args: Any) -> None:
+            watched.append(fd)
+            add_reader(fd, callback, *args)
+
+        loop.add_reader = counting_add_reader  # type: ignore[method-assign]
+        try:
+            async with SerialLink(os.ttyname(slave)) as link:
+                link.set_receiver(chunks.append)
+                link.set_read_interval(0.05)
+                sent = b""
+                for n in range(100):  # a frame every 5 ms for 0.5 s
+                    frame = b"\x00frame %03d" % n
+                    os.write(master, frame)
+                    sent += frame
+                    await asyncio.sleep(0.005)
+                await asyncio.sleep(0.2)
+                return len(watched), len(chunks), b"".join(chunks), sent
+        finally:
+            os.close(master)
+            os.close(slave)
+
+    watches, chunks, got, sent = asyncio.run(body())
+    assert got == sent  # every byte, in order
+    assert chunks >= 5, chunks  # read about once per 50 ms interval
+    # Watched at open, then only when a rest ended before the next bytes (the frames come
+    # every 5 ms, so nearly never): far fewer watches than reads.
+    assert watches <= 1 + chunks // 3, (watches, chunks)
 
 
 def test_opening_a_missing_device_says_which_and_why() -> None:

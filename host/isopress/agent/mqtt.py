@@ -23,13 +23,17 @@ import asyncio
 import contextlib
 import logging
 import math
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
+from aiomqtt.types import PahoSocket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -182,7 +186,7 @@ class MqttLink:
             if broker.tls is not None
             else None
         )
-        return aiomqtt.Client(
+        return _DirectWriteClient(
             broker.host,
             broker.port,
             identifier=self.config.client_id,
@@ -314,15 +318,17 @@ class MqttLink:
         gathered_at = -1e9
         while True:
             # At most one telemetry batch per period unless a full batch waits (replay).
-            # Sleeping out the period BEFORE waiting for rows means samples arriving in
-            # the meantime do not wake this task one by one. The period counts from when
-            # the newest row of the last batch was spooled, not from its publish: the
-            # serial session reads the port once per period, and batches then go right
-            # after each read instead of settling at some phase behind it.
+            # The period counts from when the newest row of the last batch was spooled,
+            # not from its publish: the serial session reads the port once per period, and
+            # batches then go right after each read instead of settling at some phase
+            # behind it. So the next read's rows usually arrive a period or more after
+            # the last batch's: the append wakes this task, which publishes at once (one
+            # wake-up per batch, no timer). Rows that come sooner wait out the rest of the
+            # period, asleep: those arriving meanwhile do not wake this task one by one.
+            await self.spool.wait_for_rows()
             wait_s = gathered_at + period_s - time.monotonic()
             if wait_s > 0 and self.spool.rows < max_batch:
                 await asyncio.sleep(wait_s)
-            await self.spool.wait_for_rows()
             gathered_at = self.spool.appended_at
             rows = self.spool.oldest(max_batch)
             for group in _group_rows(rows):
@@ -361,6 +367,48 @@ async def _publish(
             await client.publish(topic, payload, qos=1, retain=retain, timeout=math.inf)
     except TimeoutError:
         raise aiomqtt.MqttError(f"no PUBACK for {topic} within {timeout_s:g} s") from None
+
+
+class _DirectWriteClient(aiomqtt.Client):
+    """aiomqtt's client, writing a queued packet at once when asked on the event loop's thread.
+
+    aiomqtt answers paho's "I have data to write" with ``call_soon_threadsafe(add_writer)``:
+    per publish a wake-up byte through the loop's self-pipe, two epoll changes and a
+    writable callback, all to send a packet that the socket would take at once (about a
+    sixth of the agent's CPU at 100 Hz). Here, on the loop's thread, the packet is written
+    in the call (what paho itself does without an external loop); only what the socket did
+    not take waits for the writer callback, as before. Called from another thread (paho's
+    connect runs in an executor) or inside a paho callback, aiomqtt's way is kept.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loop_thread = threading.get_ident()
+        self._writer_registered = False
+
+    def _on_socket_register_write(self, client: paho.Client, userdata: Any, sock: PahoSocket) -> None:
+        # paho's _in_callback_mutex is held while it runs a callback: writing from there could
+        # re-enter it (QoS 0 completion), so that case goes the asynchronous way.
+        in_callback: Any = client._in_callback_mutex
+        if threading.get_ident() != self._loop_thread or not in_callback.acquire(False):
+            self._writer_registered = True
+            super()._on_socket_register_write(client, userdata, sock)
+            return
+        in_callback.release()
+        try:
+            client.loop_write()
+        except Exception as exc:  # as aiomqtt's writer callback: a broken connection
+            if not self._disconnected.done():
+                self._disconnected.set_exception(exc)
+            return
+        if client.want_write():  # the socket took part of it: the rest when writable
+            self._writer_registered = True
+            super()._on_socket_register_write(client, userdata, sock)
+
+    def _on_socket_unregister_write(self, client: paho.Client, userdata: Any, sock: PahoSocket) -> None:
+        if self._writer_registered:
+            self._writer_registered = False
+            super()._on_socket_unregister_write(client, userdata, sock)
 
 
 def _group_rows(rows: list[SpooledRow]) -> list[list[SpooledRow]]:

@@ -37,6 +37,7 @@ __all__ = [
     "event_body",
     "iso_utc",
     "sample_body",
+    "sample_body_json",
     "telemetry_batch",
 ]
 
@@ -83,8 +84,70 @@ class TelemetryBatch(BaseModel):
     samples: list[TelemetrySample] = Field(min_length=1)
 
 
+_SAMPLE_FORMAT = (
+    '{"boot_count":%d,"seq":%d,"board_ms":%d,"wall_time":"%s","pressure_mpa":%r,"setpoint_mpa":%r,'
+    '"pump_duty":%d,"vent_duty":%d,"faults":%d,"state":%s,"flags":%d,"segment":%d,"run_id":%d}'
+)
+_STATE_JSON: dict[int, str] = {}  # state -> its name as a JSON string, filled as states are seen
+
+
 def sample_body(sample: Sample) -> str:
-    """The JSON of one sample, without ``historical`` (added at publish time, see :func:`with_historical`)."""
+    """The JSON of one sample, without ``historical`` (added at publish time, see :func:`with_historical`).
+
+    Formatted by hand, the same text as :func:`sample_body_json` (a property test holds
+    them equal): finite floats print as ``repr`` does in ``json.dumps``, integers as
+    ``%d``, the state name is JSON-encoded once per state. A NaN or infinite float, or a
+    field that is not a plain ``int``/``float``, takes ``json.dumps``.
+    """
+    p, sp = sample.pressure_mpa, sample.setpoint_mpa
+    state_json = _STATE_JSON.get(sample.state)
+    if state_json is None:
+        state_json = _STATE_JSON[sample.state] = json.dumps(state_name(sample.state))
+    when = sample.wall_time
+    if (
+        type(p) is float
+        and type(sp) is float
+        and p - p == 0.0  # NaN and infinities give NaN
+        and sp - sp == 0.0
+        and when.tzinfo is UTC
+        and _all_int(sample)
+    ):
+        return _SAMPLE_FORMAT % (
+            sample.boot_count,
+            sample.seq,
+            sample.board_ms,
+            when.isoformat(timespec="microseconds")[:-6] + "Z",  # "+00:00" off
+            p,
+            sp,
+            sample.pump_duty,
+            sample.vent_duty,
+            sample.faults,
+            state_json,
+            sample.flags,
+            sample.segment,
+            sample.run_id,
+        )
+    return sample_body_json(sample)
+
+
+def _all_int(s: Sample) -> bool:
+    # type() rather than isinstance: a bool (or an IntEnum) prints differently with %d
+    return (
+        type(s.boot_count) is int
+        and type(s.seq) is int
+        and type(s.board_ms) is int
+        and type(s.pump_duty) is int
+        and type(s.vent_duty) is int
+        and type(s.faults) is int
+        and type(s.state) is int
+        and type(s.flags) is int
+        and type(s.segment) is int
+        and type(s.run_id) is int
+    )
+
+
+def sample_body_json(sample: Sample) -> str:
+    """:func:`sample_body` through ``json.dumps`` (its fallback, and the reference in tests)."""
     return json.dumps(
         {
             "boot_count": sample.boot_count,

@@ -35,6 +35,7 @@ import collections
 import contextlib
 import logging
 import os
+import select
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -47,6 +48,7 @@ __all__ = ["LinkClosed", "LinkOpenError", "SerialLink", "check_port_url"]
 log = logging.getLogger("isopress.agent.serial")
 
 _READ_SIZE = 4096
+_STALLED_S = 0.25  # a rest's timer this late means the loop was stalled (see _rest_over)
 _THREAD_POLL_S = 0.05  # the fallback reader's read timeout: how fast it notices close()
 
 
@@ -104,6 +106,7 @@ class SerialLink:
         self._paused = False
         self._read_interval_s = 0.0
         self._rest: asyncio.TimerHandle | None = None  # reading rests until this fires
+        self._poll: select.poll | None = None  # the descriptor alone, to ask "readable now?"
         self.on_close: Callable[[str], None] | None = None  # called once, with the reason
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -133,6 +136,8 @@ class SerialLink:
         except (AttributeError, NotImplementedError, OSError, TypeError, ValueError):
             self._fd = -1
         if self._fd >= 0:
+            self._poll = select.poll()
+            self._poll.register(self._fd, select.POLLIN)
             self._resume_reading()
         else:
             self._port.timeout = _THREAD_POLL_S
@@ -163,6 +168,7 @@ class SerialLink:
             self._loop.remove_reader(self._fd)
             self._loop.remove_writer(self._fd)
         self._reading = self._writing = False
+        self._poll = None
         port, self._port = self._port, None
         if port is not None:
             with contextlib.suppress(Exception):
@@ -273,7 +279,7 @@ class SerialLink:
             assert self._loop is not None
             self._loop.remove_reader(self._fd)
             self._reading = False
-            self._rest = self._loop.call_later(self._read_interval_s, self._end_rest)
+            self._rest = self._loop.call_later(self._read_interval_s, self._rest_over)
 
     def _end_rest(self, *, read: bool = True) -> None:
         """The read interval is over: watch the descriptor again (what gathered is read next)."""
@@ -286,6 +292,35 @@ class SerialLink:
         # Not a read at once: a tty opened with timeout 0 (VMIN = VTIME = 0) answers "no
         # bytes" like an end of file, so only a read the loop reported readable is one.
         self._resume_reading()
+
+    def _rest_over(self) -> None:
+        """The rest's timer: read what gathered now if the descriptor is readable, else watch it.
+
+        Not a blind read (see :meth:`_end_rest`): poll(0) asks the kernel "readable now?",
+        which spares watching the descriptor for one wake-up when the bytes are already
+        there (two epoll changes and a loop pass per read period, the usual case).
+        """
+        rest = self._rest
+        assert self._loop is not None and rest is not None
+        if self._loop.time() - rest.when() > _STALLED_S or self._poll is None or not self._poll.poll(0):
+            # Nothing there yet: watch for it. Or the loop itself was stalled (the agent was
+            # stopped, the machine swapped): then the bytes are read in a later pass, after
+            # the session's heartbeat watchdog has judged the silence, as when watching.
+            self._end_rest()
+            return
+        self._rest = None
+        if self._paused or self._closed is not None or self._port is None or self._reading:
+            return
+        data = self._read_some()
+        if data:
+            self._deliver(data)
+        if self._paused or self._closed is not None or self._port is None or self._reading or self._rest:
+            return  # the receiver paused reading, the link ended, or it is watched/resting already
+        if data and len(data) < _READ_SIZE and self._read_interval_s > 0.0 and self._receiver is not None:
+            assert self._loop is not None
+            self._rest = self._loop.call_later(self._read_interval_s, self._rest_over)
+        else:  # nothing after all, a full read (more waiting), or no rests any more
+            self._resume_reading()
 
     def _reader_thread(self) -> None:
         port = self._port

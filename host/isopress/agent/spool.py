@@ -11,13 +11,24 @@ The spool is bounded (rows and payload bytes). When full, the oldest telemetry a
 rows are dropped first; the counts are kept (in the database, so they survive a restart)
 until the agent reports them as an event.
 
-Calls are synchronous and short (tens of microseconds for an insert with WAL and
-``synchronous=NORMAL``), so they run on the event loop thread: no executor hop per sample.
+Calls are synchronous and short (about 20 us for a transaction of a few samples with WAL
+and ``synchronous=NORMAL``), so they run on the event loop thread: no executor hop per sample.
+The agent is the database's only user: the connection holds SQLite's lock from open to
+close (``locking_mode=EXCLUSIVE``), which spares the file-lock calls of every transaction
+(and the ``-shm`` file); a second process (another agent on the same spool, an ``sqlite3``
+shell) gets "database is locked" until the agent stops.
+
+Durability (docs/operations.md): every append is committed before it is published. With
+``synchronous=NORMAL`` a commit is in the WAL in the OS's page cache, so an agent crash
+loses nothing; the WAL is flushed to disk at each checkpoint, so a power cut can roll
+back the commits since the last one. ``synchronous=FULL`` flushes at every commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -42,7 +53,7 @@ STREAM_RETAINED = 2  # run summaries: retained, never dropped for space
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     stream INTEGER NOT NULL,
     topic TEXT NOT NULL,
     retain INTEGER NOT NULL,
@@ -55,10 +66,47 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+# Row ids are given by the spool (see Spool._last_id), not by AUTOINCREMENT, whose
+# sqlite_sequence row cost a second page write per transaction.
 _INSERT = (
-    "INSERT INTO outbox(stream, topic, retain, historical, boot_count, seq, body) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO outbox(id, stream, topic, retain, historical, boot_count, seq, body) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# A burst of up to this many rows (a read period's samples) is one multi-row INSERT: in
+# autocommit mode one statement is one transaction, where BEGIN, executemany and COMMIT
+# were three calls into SQLite per burst.
+_ONE_STATEMENT_ROWS = 8
+_INSERT_N = [
+    "INSERT INTO outbox(id, stream, topic, retain, historical, boot_count, seq, body) VALUES "
+    + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * n)
+    for n in range(_ONE_STATEMENT_ROWS + 1)
+]
+# A spool created with AUTOINCREMENT is rebuilt without it at open when it holds at most
+# this many rows (normally it is near empty); a bigger backlog is left as it is (ids are
+# given by the spool either way) until an open finds it drained.
+_REBUILD_MAX_ROWS = 100_000
+_RECENT_MAX_ROWS = 10_000  # waiting rows kept in memory for oldest() (100 s at 100 Hz)
+# A checkpoint (the WAL flushed to disk, with synchronous=NORMAL the only flush) every 700
+# WAL pages rather than SQLite's 1000: at 100 Hz the spool writes ~76 pages/s (an insert
+# and a delete per batch), so a power cut can roll back ~9 s of commits, as when a batch
+# wrote three pages (AUTOINCREMENT's sqlite_sequence page) against the default.
+_WAL_CHECKPOINT_PAGES = 700
+_LOCK_WAIT_S = 5.0  # at open, how long to wait for another process to let go of the database
+_REBUILD = """
+CREATE TABLE outbox_new (
+    id INTEGER PRIMARY KEY,
+    stream INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    retain INTEGER NOT NULL,
+    historical INTEGER NOT NULL,
+    boot_count INTEGER,
+    seq INTEGER,
+    body TEXT NOT NULL
+);
+INSERT INTO outbox_new SELECT id, stream, topic, retain, historical, boot_count, seq, body FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_new RENAME TO outbox;
+"""
 
 
 class SpoolError(RuntimeError):
@@ -125,6 +173,20 @@ class Spool:
         self._db: sqlite3.Connection | None = None
         self._rows = 0
         self._bytes = 0
+        # The highest id in use. Waiting rows must come back in insert order, and the MQTT
+        # link flags every row up to last_row_id() at connect as backlog, so ids only grow
+        # while the spool is open: seeded at open from the highest id waiting (ids of rows
+        # deleted before then are free again: nothing outside the table refers to them),
+        # advanced by each committed append. SQLite's own max(rowid)+1 would restart at 1
+        # whenever the table drains, below a connection's backlog mark.
+        self._last_id = 0
+        # The waiting rows as appended, oldest first, while they are ALL the waiting rows
+        # (``_recent_whole``): oldest() then reads them here instead of from the table. That
+        # holds from an empty spool on until rows are dropped for space or more than
+        # _RECENT_MAX_ROWS wait (a broker outage); from then on oldest() reads the table,
+        # until the spool is empty again.
+        self._recent: collections.deque[SpooledRow] = collections.deque()
+        self._recent_whole = False
         self._changed = asyncio.Event()
         self.appended_at = -1e9  # time.monotonic() of the last append with rows
 
@@ -133,16 +195,39 @@ class Spool:
         """Open (or create) the database; counts what is waiting in it."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-            db.executescript(_SCHEMA)
-            rows, size = db.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM outbox").fetchone()
+            db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=_LOCK_WAIT_S
+            )
         except (OSError, sqlite3.Error) as exc:
             raise SpoolError(f"cannot open the spool {self.path}: {exc}") from exc
+        try:
+            # Before the first access, so that the WAL index lives in this process's memory.
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+            db.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
+            db.executescript(_SCHEMA)
+            with _transaction(db):  # takes the lock now: a second agent fails here, not later
+                rows, size, last_id = db.execute(
+                    "SELECT count(*), coalesce(sum(length(body)), 0), coalesce(max(id), 0) FROM outbox"
+                ).fetchone()
+                (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'outbox'").fetchone()
+                if "AUTOINCREMENT" in sql.upper() and rows <= _REBUILD_MAX_ROWS:
+                    for statement in _REBUILD.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+        except (OSError, sqlite3.Error) as exc:
+            db.close()
+            hint = (
+                " (another process has it open: is a second agent running?)" if "locked" in str(exc) else ""
+            )
+            raise SpoolError(f"cannot open the spool {self.path}: {exc}{hint}") from exc
         self._db = db
         self._rows = int(rows)
         self._bytes = int(size)
+        self._last_id = int(last_id)
+        self._recent.clear()
+        self._recent_whole = self._rows == 0
         if self._rows:
             self._changed.set()
         return self
@@ -176,18 +261,36 @@ class Spool:
         db = self.db
         added_bytes = sum(len(i.body) for i in items)
         rows, size = self._rows + len(items), self._bytes + added_bytes
-        if len(items) == 1 and not meta and rows <= self.max_rows and size <= self.max_bytes:
-            # The common case at 100 Hz: one statement is its own transaction.
-            db.execute(_INSERT, _values(items[0]))
+        first_id = self._last_id + 1
+        if (
+            len(items) <= _ONE_STATEMENT_ROWS
+            and not meta
+            and rows <= self.max_rows
+            and size <= self.max_bytes
+        ):
+            # The common case at 100 Hz (a few samples per read): one statement, its own transaction.
+            values: list[int | str | None] = []
+            for n, item in enumerate(items):
+                values += _values(first_id + n, item)
+            db.execute(_INSERT_N[len(items)], values)
             freed_rows = freed_bytes = 0
         else:
             with _transaction(db):
-                db.executemany(_INSERT, [_values(i) for i in items])
+                db.executemany(_INSERT, [_values(first_id + n, i) for n, i in enumerate(items)])
                 for key, value in (meta or {}).items():
                     self.set_meta(key, value)
                 # After the insert, so that a batch larger than the bound is trimmed too.
                 freed_rows, freed_bytes = self._make_room(rows, size)
         # Counters change only once the transaction committed.
+        if self._recent_whole:
+            if freed_rows or len(self._recent) + len(items) > _RECENT_MAX_ROWS:
+                self._forget_recent()
+            else:
+                self._recent.extend(
+                    SpooledRow(first_id + n, i.stream, i.topic, bool(i.retain), bool(i.historical), i.body)
+                    for n, i in enumerate(items)
+                )
+        self._last_id += len(items)
         self._rows += len(items) - freed_rows
         self._bytes += added_bytes - freed_bytes
         if items:
@@ -234,6 +337,12 @@ class Spool:
     # -- reading and acknowledging -----------------------------------------------------
     def oldest(self, limit: int) -> list[SpooledRow]:
         """Up to ``limit`` waiting rows, oldest first."""
+        if self._recent_whole and len(self._recent) == self._rows:
+            return list(itertools.islice(self._recent, limit))
+        return self.oldest_in_table(limit)
+
+    def oldest_in_table(self, limit: int) -> list[SpooledRow]:
+        """:meth:`oldest` read from the table (what it returns when the rows are not in memory)."""
         rows = self.db.execute(
             "SELECT id, stream, topic, retain, historical, body FROM outbox ORDER BY id LIMIT ?", (limit,)
         ).fetchall()
@@ -258,13 +367,28 @@ class Spool:
                 "SELECT count(*), coalesce(sum(length(body)), 0) FROM outbox"
             ).fetchone()
             self._rows, self._bytes = int(count), int(size)
+        recent = self._recent
+        if self._recent_whole:
+            if recent and recent[0].row_id == first:
+                while recent and recent[0].row_id <= last:
+                    recent.popleft()
+            if len(recent) != self._rows:  # not the rows acknowledged: read the table from now on
+                self._forget_recent()
         if self._rows == 0:
+            recent.clear()
+            self._recent_whole = True
             self._changed.clear()
 
+    def _forget_recent(self) -> None:
+        self._recent.clear()
+        self._recent_whole = False
+
     def last_row_id(self) -> int:
-        """The highest row id ever written (0 for a new spool)."""
-        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
-        return int(row[0]) if row else 0
+        """The highest row id written since open, or waiting at open (0 for an empty spool).
+
+        Rows appended later get higher ids, for as long as the spool stays open.
+        """
+        return self._last_id
 
     @property
     def rows(self) -> int:
@@ -315,8 +439,8 @@ class Spool:
             self.set_meta(key, str(self._meta_int(key) + delta))
 
 
-def _values(i: Outgoing) -> tuple[int, str, int, int, int | None, int | None, str]:
-    return (i.stream, i.topic, int(i.retain), int(i.historical), i.boot_count, i.seq, i.body)
+def _values(row_id: int, i: Outgoing) -> tuple[int, int, str, int, int, int | None, int | None, str]:
+    return (row_id, i.stream, i.topic, int(i.retain), int(i.historical), i.boot_count, i.seq, i.body)
 
 
 class _transaction:
