@@ -51,8 +51,7 @@ STREAM_TELEMETRY = 0  # samples: batched into telemetry messages
 STREAM_EVENT = 1  # board and agent events: one message each
 STREAM_RETAINED = 2  # run summaries: retained, never dropped for space
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
+_OUTBOX_COLUMNS = """
     id INTEGER PRIMARY KEY,
     stream INTEGER NOT NULL,
     topic TEXT NOT NULL,
@@ -61,7 +60,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     boot_count INTEGER,
     seq INTEGER,
     body TEXT NOT NULL
-);
+"""
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS outbox ({_OUTBOX_COLUMNS});
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -92,17 +93,8 @@ _RECENT_MAX_ROWS = 10_000  # waiting rows kept in memory for oldest() (100 s at 
 # wrote three pages (AUTOINCREMENT's sqlite_sequence page) against the default.
 _WAL_CHECKPOINT_PAGES = 700
 _LOCK_WAIT_S = 5.0  # at open, how long to wait for another process to let go of the database
-_REBUILD = """
-CREATE TABLE outbox_new (
-    id INTEGER PRIMARY KEY,
-    stream INTEGER NOT NULL,
-    topic TEXT NOT NULL,
-    retain INTEGER NOT NULL,
-    historical INTEGER NOT NULL,
-    boot_count INTEGER,
-    seq INTEGER,
-    body TEXT NOT NULL
-);
+_REBUILD = f"""
+CREATE TABLE outbox_new ({_OUTBOX_COLUMNS});
 INSERT INTO outbox_new SELECT id, stream, topic, retain, historical, boot_count, seq, body FROM outbox;
 DROP TABLE outbox;
 ALTER TABLE outbox_new RENAME TO outbox;
