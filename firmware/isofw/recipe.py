@@ -13,6 +13,8 @@ import struct
 from array import array
 
 from isoproto.codes import (
+    DOWN_RATE_PERMILLE,
+    DOWN_SOFT_START_MS,
     R_BAD_SEGMENT_KIND,
     R_HOLD_TOO_LONG,
     R_NOT_FINITE,
@@ -208,6 +210,18 @@ class Recipe:
         return problems
 
 
+SOFT_START_S = DOWN_SOFT_START_MS / 1000  # a ramp down's rate grows from 0 over this time
+
+
+def ramp_s(span_mpa: float, rate_mpa_s: float, soft_s: float) -> float:
+    """Duration of a ramp over span_mpa at rate_mpa_s whose rate grows over soft_s first."""
+    span = abs(span_mpa)
+    rate = abs(rate_mpa_s)
+    if span >= 0.5 * rate * soft_s:
+        return span / rate + 0.5 * soft_s
+    return math.sqrt(2.0 * span * soft_s / rate)  # never at full rate: a short ramp
+
+
 class SetpointGenerator:
     """Turns a recipe and the time (integer ms) into a setpoint, its rate and the segment.
 
@@ -282,16 +296,26 @@ class SetpointGenerator:
             else:
                 if profile is not None and rate > profile.max_ramp_down_mpa_s:
                     rate = profile.max_ramp_down_mpa_s
-                rate = -rate
-            travelled = rate * elapsed_s
+                rate = -rate * DOWN_RATE_PERMILLE / 1000  # a limit: see DOWN_RATE_PERMILLE
+            # A ramp down starts softly: its rate grows linearly over SOFT_START_S (a step
+            # in rate makes the pressure filter lag, the loop then asks for more than the
+            # rate, and the fall cap holds the vent where the model, not the vessel, says
+            # the rate is: 0.503 MPa/s in the first second of a 0.5 MPa/s ramp).
+            soft_s = SOFT_START_S if span < 0.0 else 0.0
+            if elapsed_s < soft_s:
+                travelled = 0.5 * rate * elapsed_s * elapsed_s / soft_s
+                now_rate = rate * elapsed_s / soft_s
+            else:
+                travelled = rate * (elapsed_s - 0.5 * soft_s)
+                now_rate = rate
             if (span >= 0.0 and travelled >= span) or (span < 0.0 and travelled <= span):
                 self.setpoint_mpa = target
                 self.rate_mpa_s = 0.0
                 finished = True
-                end_ms = self._segment_start_ms + (int(span / rate * 1000.0) if rate else 0)
+                end_ms = self._segment_start_ms + (int(ramp_s(span, rate, soft_s) * 1000.0) if rate else 0)
             else:
                 self.setpoint_mpa = self._start_mpa + travelled
-                self.rate_mpa_s = rate
+                self.rate_mpa_s = now_rate
         else:
             self.rate_mpa_s = 0.0
             finished = elapsed_s >= recipe.durations_s[i]

@@ -39,6 +39,8 @@ from typing import Any, TextIO
 import aiomqtt
 from pydantic import ValidationError
 
+from .agent.recipe import segments_duration_s
+
 __all__ = ["DEFAULT_RECIPE", "DemoError", "DemoOptions", "load_recipe_file", "main_loop", "run_demo"]
 
 # About 60 s on the sim press: up at 1.5 MPa/s (its pump gives about 2 MPa/s at low
@@ -94,15 +96,11 @@ def load_recipe_file(path: Path) -> dict[str, Any]:
 
 
 def nominal_s(recipe: dict[str, Any]) -> float:
-    """How long a recipe takes if every ramp runs at its rate from 0 MPa."""
-    total, pressure = 0.0, 0.0
-    for seg in recipe["segments"]:
-        if seg["kind"] == "ramp":
-            total += abs(seg["target_mpa"] - pressure) / seg["rate_mpa_s"]
-            pressure = seg["target_mpa"]
-        else:
-            total += seg["duration_s"]
-    return total
+    """How long a recipe takes if every ramp runs at the board's rate from 0 MPa."""
+    return segments_duration_s(
+        (seg["kind"], seg.get("target_mpa"), seg.get("rate_mpa_s"), seg.get("duration_s"))
+        for seg in recipe["segments"]
+    )
 
 
 def _segment_label(recipe: dict[str, Any], index: int) -> str:

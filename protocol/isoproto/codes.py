@@ -20,6 +20,17 @@ ST_COMPLETE = const(7)
 ST_FAULT = const(8)  # latched; leaving it needs the cause gone and an explicit reset
 ST_ESTOP = const(9)
 
+# -- how the board runs a recipe ------------------------------------------------------
+# A ramp down's rate is a limit ("never faster than the recipe allows"): the setpoint
+# moves at this fraction of it (per mille) so that the loop's tracking noise, +0.5 % over
+# 1 s windows on the nominal scenario, stays under the recipe's rate. A ramp down
+# therefore runs 1 % slow, inside the +-2 % the ramp accuracy allows. Autonomous
+# depressurisations (abort, host lost, the final vent) use it too.
+DOWN_RATE_PERMILLE = const(990)
+# ...and its rate grows linearly from 0 over this time (a soft start), which makes the
+# ramp DOWN_SOFT_START_MS / 2 longer. Host and board compute durations with both.
+DOWN_SOFT_START_MS = const(2000)
+
 
 # -- faults: bit numbers of TELEMETRY.faults (a u16 mask), EVENT FAULT_* code -------
 F_OVERPRESSURE_HW = const(0)  # hard comparator on raw ADC counts (interrupt)

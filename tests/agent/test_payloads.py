@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import struct
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from isopress.agent.recipe import (
     MAX_RECIPE_SEGMENTS,
     Recipe,
     check_recipe,
+    ramp_duration_s,
     recipe_canonical_bytes,
     recipe_duration_s,
     recipe_id,
@@ -122,7 +124,26 @@ def test_recipe_hash_is_over_the_protocol_segment_records() -> None:
     assert recipe_id(recipe) == int.from_bytes(hashlib.sha256(expected).digest()[:4], "big")
     renamed = Recipe.model_validate({**GOOD_RECIPE, "name": "other name"})
     assert recipe_sha256(renamed) == recipe_sha256(recipe)  # the name is not what the press does
-    assert recipe_duration_s(recipe) == pytest.approx(250 + 300 + 500)
+    # the ramp down at the board's DOWN_RATE_PERMILLE of its 0.5 MPa/s, after a 2 s soft start
+    assert recipe_duration_s(recipe) == pytest.approx(250 + 300 + 250 / 0.495 + 1.0)
+    assert recipe_duration_s(recipe, start_mpa=250.0) == pytest.approx(300 + 250 / 0.495 + 1.0)
+    assert ramp_duration_s(10.0, 9.9, 1.0) == pytest.approx(math.sqrt(2 * 0.1 * 2.0 / 0.99))
+    assert ramp_duration_s(0.0, 10.0, 2.0) == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize(
+    ("start_mpa", "target_mpa", "rate_mpa_s"),
+    [(0.0, 250.0, 1.0), (250.0, 0.0, 0.5), (300.0, 200.0, 2.0), (10.0, 9.9, 1.0), (5.0, 4.0, 0.25)],
+)
+def test_host_ramp_durations_are_the_boards(start_mpa: float, target_mpa: float, rate_mpa_s: float) -> None:
+    # The host's copy of the board's ramp timing (isofw.recipe.ramp_s with the guarded
+    # down-rate and the soft start): the firmware tree is on this test's path.
+    from isofw.recipe import SOFT_START_S, ramp_s
+
+    down = target_mpa < start_mpa
+    board_rate = rate_mpa_s * codes.DOWN_RATE_PERMILLE / 1000 if down else rate_mpa_s
+    expected = ramp_s(target_mpa - start_mpa, board_rate, SOFT_START_S if down else 0.0)
+    assert ramp_duration_s(start_mpa, target_mpa, rate_mpa_s) == pytest.approx(expected, rel=1e-12)
 
 
 def test_recipe_check_edges() -> None:

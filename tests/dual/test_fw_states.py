@@ -98,3 +98,60 @@ def test_a_second_run_after_complete_gets_a_new_run_id():
 def _trace(board):
     board.trace = []
     board.trace_every_ms = 100
+
+
+# -- the end of a run: the vent tail before the dump valve opens ----------------------------
+
+
+def _trace_end(from_ms):
+    def setup(board):
+        board.trace = []
+        board.trace_every_ms = 10
+        board.trace_from_ms = from_ms
+        board.trace_to_ms = 1 << 30
+
+    return setup
+
+
+def _fastest_fall_mpa_s(trace, window_ms=1000):
+    worst, j = 0.0, 0
+    for ms, p, _pump, _vent, _dump_open in trace:
+        while trace[j][0] < ms - window_ms:
+            j += 1
+        if ms - trace[j][0] >= window_ms:
+            worst = max(worst, (trace[j][1] - p) * 1000.0 / (ms - trace[j][0]))
+    return worst
+
+
+def test_the_dump_valve_opens_only_after_the_vent_tail_below_ambient():
+    # SHORT ends with a ramp down at 1 MPa/s. Below ambient (0.2 MPa) the vent stays wide
+    # open with the dump valve closed until a quarter of ambient is left (or 2 s): opening
+    # the dump at 0.2 MPa would drop that in a few ms, a 1 s window faster than the recipe.
+    board, core, _host = simulate([(0, "load", SHORT), (100, "start", None)], 80.0, setup=_trace_end(60000))
+    assert core.state == codes.ST_COMPLETE and board.outputs_safe()
+    trace = board.trace
+    opened = next(i for i, row in enumerate(trace) if row[4])  # the dump valve opens
+    ms_open, p_open = trace[opened][0], trace[opened][1]
+    below = next(i for i, row in enumerate(trace) if row[1] <= core.ambient_mpa)
+    assert trace[below][0] < ms_open  # the tail happened: ambient reached before the dump
+    tail = trace[below + 1 : opened]
+    assert tail and all(vent == 1.0 and pump == 0.0 and not dump for _, _, pump, vent, dump in tail)
+    assert p_open <= 0.25 * core.ambient_mpa + 0.03 or ms_open - trace[below][0] >= 1990
+    assert _fastest_fall_mpa_s(trace) <= 1.0  # the recipe's 1 MPa/s, the dump included
+
+
+def test_the_vent_tail_ends_after_2_s_when_the_reading_stays_above_a_quarter_of_ambient():
+    # A transducer reading 0.1 MPa high (offset) never shows a quarter of ambient: the tail
+    # is bounded, and the dump valve opens 2 s after the reading reached ambient.
+    def setup(board):
+        _trace_end(60000)(board)
+        board.transducer = board.make_transducer({"offset_error_mpa": 0.1})
+
+    board, core, _host = simulate([(0, "load", SHORT), (100, "start", None)], 90.0, setup=setup)
+    assert core.state == codes.ST_COMPLETE and board.outputs_safe()
+    trace = board.trace
+    opened = next(i for i, row in enumerate(trace) if row[4])
+    assert trace[opened][1] < 0.1  # the vent emptied it meanwhile
+    # the reading (0.1 MPa high) reached ambient when the true pressure reached ~0.1 MPa
+    reached = next(row[0] for row in trace if row[1] <= 0.1)
+    assert 1800 <= trace[opened][0] - reached <= 2300, (reached, trace[opened])

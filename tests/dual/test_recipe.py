@@ -1,10 +1,21 @@
 # Recipes: storage, id, validation and the setpoint generator. CPython and MicroPython.
 
 import hashlib
+import math
 import struct
 
 from isofw.profile import DeviceProfile
-from isofw.recipe import MAX_SEGMENTS, Recipe, SetpointGenerator, canonical_bytes, hold, ramp, recipe_id
+from isofw.recipe import (
+    MAX_SEGMENTS,
+    SOFT_START_S,
+    Recipe,
+    SetpointGenerator,
+    canonical_bytes,
+    hold,
+    ramp,
+    ramp_s,
+    recipe_id,
+)
 from isoproto import codes
 
 
@@ -34,13 +45,41 @@ def test_ramp_up_follows_rate_then_reaches_target():
     assert g.rate_mpa_s == 0.0
 
 
-def test_ramp_down_uses_negative_rate():
+def test_ramp_down_falls_at_the_guarded_fraction_of_its_rate_after_a_soft_start():
+    # A down-rate is a limit: the setpoint falls at DOWN_RATE_PERMILLE of it (99 %), so
+    # the loop's tracking noise does not take the pressure faster than the recipe allows,
+    # and its rate grows linearly over SOFT_START_S (2 s) first.
     g = SetpointGenerator()
     g.start(_recipe([ramp(0.0, 0.5)]), 0, 100.0)
+    assert codes.DOWN_RATE_PERMILLE == 990 and SOFT_START_S == 2.0
+    g.update(1000)  # half way through the soft start: half the rate, a quarter of the way
+    assert _close(g.rate_mpa_s, -0.495 / 2)
+    assert _close(g.setpoint_mpa, 100.0 - 0.5 * 0.495 * 1.0 / 2.0)
     g.update(10000)
-    assert _close(g.setpoint_mpa, 95.0)
-    assert _close(g.rate_mpa_s, -0.5)
+    assert _close(g.setpoint_mpa, 100.0 - 0.495 * (10.0 - 1.0))
+    assert _close(g.rate_mpa_s, -0.495)
     assert g.direction() == -1
+    changed = g.update(203000)  # 100 MPa at 0.495 MPa/s plus half the soft start: 203.02 s
+    assert not changed and not g.done
+    assert g.update(203030) and g.done and g.setpoint_mpa == 0.0
+
+
+def test_a_short_ramp_down_ends_within_its_soft_start():
+    # 0.1 MPa at 0.99 MPa/s never reaches full rate: it ends after sqrt(2 * 0.1 * 2 / 0.99) s.
+    end_s = math.sqrt(2.0 * 0.1 * 2.0 / 0.99)
+    assert _close(ramp_s(-0.1, -0.99, 2.0), end_s) and _close(ramp_s(10.0, 1.0, 0.0), 10.0)
+    g = SetpointGenerator()
+    g.start(_recipe([ramp(9.9, 1.0), hold(1.0)]), 0, 10.0)
+    assert g.update(int(end_s * 1000) + 5) and g.index == 1 and _close(g.setpoint_mpa, 9.9)
+    assert not g.update(int(end_s * 1000) + 995)  # the hold started at the ramp's exact end
+    assert g.update(int(end_s * 1000) + 1005) and g.done
+
+
+def test_ramp_up_runs_at_its_full_rate():
+    g = SetpointGenerator()
+    g.start(_recipe([ramp(100.0, 0.5)]), 0, 0.0)
+    g.update(10000)
+    assert _close(g.rate_mpa_s, 0.5)
 
 
 def test_hold_keeps_setpoint_for_its_duration():
@@ -52,8 +91,8 @@ def test_hold_keeps_setpoint_for_its_duration():
     assert g.index == 1 and _close(g.setpoint_mpa, 50.0)
     g.update(35000)
     assert g.index == 2
-    g.update(37000)
-    assert _close(g.setpoint_mpa, 40.0)
+    g.update(37000)  # 2 s into the ramp down: its soft start is over, 1 s of travel lost
+    assert _close(g.setpoint_mpa, 50.0 - (2.0 - 1.0) * 5.0 * codes.DOWN_RATE_PERMILLE / 1000)
 
 
 def test_segment_ends_are_exact_not_tick_quantised():
@@ -86,8 +125,8 @@ def test_rates_are_clamped_to_the_profile_in_the_actual_direction():
     g = SetpointGenerator(DeviceProfile(max_ramp_up_mpa_s=2.0, max_ramp_down_mpa_s=1.0))
     g.start(_recipe([ramp(200.0, 2.0)]), 0, 300.0)
     g.update(10000)
-    assert _close(g.setpoint_mpa, 290.0)
-    assert _close(g.rate_mpa_s, -1.0)
+    assert _close(g.setpoint_mpa, 300.0 - 0.99 * 9.0)  # (guarded and soft-started, as any ramp down)
+    assert _close(g.rate_mpa_s, -0.99)
 
 
 def test_empty_recipe_is_done_at_once():

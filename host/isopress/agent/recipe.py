@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,10 +25,13 @@ __all__ = [
     "Recipe",
     "RecipeProblem",
     "check_recipe",
+    "ramp_duration_s",
     "recipe_canonical_bytes",
+    "recipe_duration_s",
     "recipe_id",
     "recipe_segments",
     "recipe_sha256",
+    "segments_duration_s",
 ]
 
 # The LOAD_RECIPE_CHUNK count is a u8; the host keeps recipes far below that so that a
@@ -175,18 +179,54 @@ def check_recipe(recipe: Recipe, profile: DeviceProfile) -> list[RecipeProblem]:
     return problems
 
 
-def recipe_duration_s(recipe: Recipe) -> float:
-    """Nominal duration of the recipe (ramps at their rate, holds), from 0 MPa."""
+def ramp_duration_s(start_mpa: float, target_mpa: float, rate_mpa_s: float) -> float:
+    """How long the board's setpoint takes for a ramp (the firmware's ``recipe.ramp_s``).
+
+    A down-rate is a limit to the board: a ramp down runs at ``codes.DOWN_RATE_PERMILLE``
+    of it, after a soft start of ``codes.DOWN_SOFT_START_MS`` (its rate growing from 0),
+    so it takes a little longer than span / rate. A ramp up runs at its rate.
+    """
+    if not (rate_mpa_s > 0.0 and math.isfinite(rate_mpa_s)):
+        return 0.0
+    span = abs(target_mpa - start_mpa)
+    if target_mpa >= start_mpa:
+        return span / rate_mpa_s
+    rate = rate_mpa_s * float(codes.DOWN_RATE_PERMILLE) / 1000
+    soft_s = float(codes.DOWN_SOFT_START_MS) / 1000
+    if span >= 0.5 * rate * soft_s:
+        return span / rate + 0.5 * soft_s
+    return math.sqrt(2.0 * span * soft_s / rate)  # a short ramp ends within its soft start
+
+
+def segments_duration_s(
+    segments: Iterable[tuple[str, float | None, float | None, float | None]], start_mpa: float = 0.0
+) -> float:
+    """Nominal duration of (kind, target_mpa, rate_mpa_s, duration_s) segments from start_mpa:
+    every ramp at the rate the board runs it (:func:`ramp_duration_s`), every hold."""
     total = 0.0
-    previous_mpa = 0.0
-    for seg in recipe.segments:
-        if isinstance(seg, RampSegment):
-            if seg.rate_mpa_s > 0.0 and math.isfinite(seg.rate_mpa_s):
-                total += abs(seg.target_mpa - previous_mpa) / seg.rate_mpa_s
-            previous_mpa = seg.target_mpa
-        else:
-            total += max(seg.duration_s, 0.0)
+    pressure = start_mpa
+    for kind, target_mpa, rate_mpa_s, duration_s in segments:
+        if kind == "ramp":
+            if target_mpa is None or rate_mpa_s is None:
+                continue
+            total += ramp_duration_s(pressure, target_mpa, rate_mpa_s)
+            pressure = target_mpa
+        elif duration_s is not None:
+            total += max(duration_s, 0.0)
     return total
+
+
+def recipe_duration_s(recipe: Recipe, start_mpa: float = 0.0) -> float:
+    """Nominal duration of the recipe (ramps at the board's rate, holds), from start_mpa."""
+    return segments_duration_s(
+        (
+            (seg.kind, seg.target_mpa, seg.rate_mpa_s, None)
+            if isinstance(seg, RampSegment)
+            else (seg.kind, None, None, seg.duration_s)
+            for seg in recipe.segments
+        ),
+        start_mpa,
+    )
 
 
 def recipe_from_json(data: Any) -> Recipe:

@@ -36,6 +36,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from isoproto import codes, names
 
+from ..agent.recipe import segments_duration_s
 from . import sim_models
 
 __all__ = [
@@ -464,18 +465,11 @@ class Scenario(_Strict):
         return {**sim_models.transducer_defaults(), **overrides}
 
     def recipe_nominal_s(self) -> float:
-        """How long the recipe takes if every ramp runs at its rate from the plant's start."""
-        pressure = self.plant_params()["initial_pressure_mpa"]
-        total = 0.0
-        for seg in self.recipe.segments:
-            if seg.kind == "ramp":
-                assert seg.target_mpa is not None and seg.rate_mpa_s is not None
-                total += abs(seg.target_mpa - pressure) / seg.rate_mpa_s
-                pressure = seg.target_mpa
-            else:
-                assert seg.duration_s is not None
-                total += seg.duration_s
-        return total
+        """How long the recipe takes if every ramp runs at the board's rate from the plant's start."""
+        return segments_duration_s(
+            ((s.kind, s.target_mpa, s.rate_mpa_s, s.duration_s) for s in self.recipe.segments),
+            self.plant_params()["initial_pressure_mpa"],
+        )
 
     def highest_target_mpa(self) -> float:
         """The highest ramp target of the recipe (0 when it has no ramp)."""
