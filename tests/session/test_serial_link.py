@@ -104,6 +104,17 @@ async def _until_last_chunk_ends(chunks: list[bytes], tail: bytes, timeout_s: fl
         await asyncio.sleep(0.01)
 
 
+async def _send_frames_every_5_ms(master: int, count: int) -> bytes:
+    """Write count small frames into the pty, one every 5 ms; returns what was sent."""
+    sent = b""
+    for n in range(count):
+        frame = b"\x00frame %03d" % n
+        os.write(master, frame)
+        sent += frame
+        await asyncio.sleep(0.005)
+    return sent
+
+
 def test_a_read_interval_gathers_frames_into_fewer_chunks_and_zero_reads_at_once() -> None:
     async def body() -> None:
         master, slave = os.openpty()
@@ -113,12 +124,7 @@ def test_a_read_interval_gathers_frames_into_fewer_chunks_and_zero_reads_at_once
             async with SerialLink(os.ttyname(slave)) as link:
                 link.set_receiver(chunks.append)
                 link.set_read_interval(0.1)
-                sent = b""
-                for n in range(60):  # a frame every 5 ms for 0.3 s
-                    frame = b"\x00frame %02d" % n
-                    os.write(master, frame)
-                    sent += frame
-                    await asyncio.sleep(0.005)
+                sent = await _send_frames_every_5_ms(master, 60)  # for 0.3 s
                 await asyncio.sleep(0.3)
                 assert b"".join(chunks) == sent  # every byte, in order
                 # One chunk per 0.1 s interval (the first is read as it arrives), not per frame.
@@ -174,12 +180,7 @@ def test_after_a_rest_bytes_already_there_are_read_without_watching_the_descript
             async with SerialLink(os.ttyname(slave)) as link:
                 link.set_receiver(chunks.append)
                 link.set_read_interval(0.05)
-                sent = b""
-                for n in range(100):  # a frame every 5 ms for 0.5 s
-                    frame = b"\x00frame %03d" % n
-                    os.write(master, frame)
-                    sent += frame
-                    await asyncio.sleep(0.005)
+                sent = await _send_frames_every_5_ms(master, 100)  # for 0.5 s
                 await asyncio.sleep(0.2)
                 return len(watched), len(chunks), b"".join(chunks), sent
         finally:
