@@ -235,8 +235,8 @@ def abort(core) -> tuple:
     """End the run: depressurise under control at the recipe's down-rate, then READY."""
     if not (core._running() or core.state == ST_PAUSED):
         return _reject(R_BAD_STATE, core.state)
-    if core.pressure_mpa > core.ambient_mpa:
-        core._begin_vent(VENT_ABORT)
+    if core.pressure_mpa > core.vent.residual_mpa:  # (the vent's tail: isofw.vent)
+        core.vent.begin(core, VENT_ABORT)
         core._set_state(ST_DEPRESSURISING)
     else:
         core._finish(ST_READY)

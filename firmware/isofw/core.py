@@ -12,16 +12,16 @@
 
 from isofw import FIRMWARE_VERSION, commands
 from isofw.calibration import Calibration
-from isofw.commands import VENT_ABORT, VENT_FAULT, VENT_FINISH, VENT_NONE
+from isofw.commands import VENT_FAULT, VENT_FINISH, VENT_NONE
 from isofw.control import PressureController
 from isofw.faults import ACT_DUMP, ACT_PAUSE, ACT_VENT, LATCHED_MASK, fault_action, worst_action
 from isofw.profile import DeviceProfile
-from isofw.recipe import SOFT_START_S, Recipe, SetpointGenerator
+from isofw.recipe import Recipe, SetpointGenerator
 from isofw.rings import EventRing, HistoryRing
 from isofw.safety import IN_ALL_OK, IN_CLOSURE_LOCKED, IN_ESTOP_RELEASED, IN_GLOVEBOX_OK, SafetyMonitor
 from isofw.sensing import PressureInput
+from isofw.vent import ControlledVent
 from isoproto.codes import (
-    DOWN_RATE_PERMILLE,
     EV_BOOT,
     EV_FAULT_CLEARED,
     EV_FAULT_RAISED,
@@ -45,7 +45,6 @@ from isoproto.codes import (
     ST_IDLE,
     ST_PAUSED,
     ST_PRESSURISING,
-    ST_READY,
 )
 
 try:
@@ -55,8 +54,6 @@ except ImportError:  # CPython: const() is only a hint to MicroPython's compiler
 
 BIT_ESTOP = const(0x1000)  # 1 << F_ESTOP
 BIT_CONFIG = const(0x8000)  # 1 << F_CONFIG_INVALID
-_DUTY_FULL = const(65535)
-_VENT_TAIL_MS = const(2000)  # longest wait below ambient, vent wide open, before the dump
 
 
 class Inputs:
@@ -151,9 +148,7 @@ class PressCore:
         self._host_seen_ms = -1
         self._limit_mpa = 0.0
         self._run_active = False
-        self._vent_rate_mpa_s = 0.0
-        self._vent_start_ms = 0  # when the controlled vent began
-        self._tail_start_ms = -1  # when a vent reached ambient (-1: not in the tail)
+        self.vent = ControlledVent(ambient_mpa)  # isofw.vent: the controlled depressurisation
         self._fall_cap_mpa_s = 0.0  # holds and ramps up never fall faster than this
         self._update_limits()
         self._event(EV_BOOT, reset_cause, boot_count, 0.0)
@@ -280,24 +275,13 @@ class PressCore:
         if self.state == ST_FAULT or self.state == ST_ESTOP:
             return
         if self.vent_mode == VENT_NONE and self.dump_closed and self.pressure_mpa > self.ambient_mpa:
-            self._begin_vent(VENT_FAULT)
+            self.vent.begin(self, VENT_FAULT)
         elif self.vent_mode != VENT_NONE:
             self.vent_mode = VENT_FAULT
         else:
             self._safe_outputs()
         self._end_run(ST_FAULT)
         self._set_state(ST_FAULT)
-
-    def _begin_vent(self, mode: int):
-        """Depressurise under control from where the press is, at the recipe's down-rate."""
-        self.vent_mode = mode
-        self._vent_start_ms = self.now_ms
-        self._tail_start_ms = -1
-        self.controller.reset()
-        # The setpoint falls at DOWN_RATE_PERMILLE of the limit, as in a ramp down.
-        self._vent_rate_mpa_s = self.recipe.vent_rate_mpa_s(self.profile) * DOWN_RATE_PERMILLE / 1000
-        self.setpoint_mpa = self.pressure_mpa
-        self.setpoints.pause(self.now_ms)
 
     def _pause(self, now_ms: int):
         self.setpoints.pause(now_ms)
@@ -306,7 +290,7 @@ class PressCore:
     def _control(self, now_ms: int, dt_s: float):
         state = self.state
         if self.vent_mode != VENT_NONE:
-            self._vent_step(dt_s)
+            self.vent.step(self, dt_s)
             return
         if state == ST_PRESSURISING or state == ST_HOLDING or state == ST_DEPRESSURISING:
             gen = self.setpoints
@@ -314,10 +298,10 @@ class PressCore:
             if changed:
                 if gen.done:
                     # Above a quarter of ambient, the final vent (and its tail) first.
-                    if self.pressure_mpa > self.ambient_mpa * 0.25:
-                        self._begin_vent(VENT_FINISH)
+                    if self.pressure_mpa > self.vent.residual_mpa:
+                        self.vent.begin(self, VENT_FINISH)
                         self._set_state(ST_DEPRESSURISING)
-                        self._vent_step(dt_s)
+                        self.vent.step(self, dt_s)
                     else:
                         self._finish(ST_COMPLETE)
                     return
@@ -356,47 +340,6 @@ class PressCore:
         self.pump_duty = c.pump_duty
         self.vent_duty = c.vent_duty
         self.dump_closed = True
-
-    def _vent_step(self, dt_s: float):
-        # Vent never pumps: a controlled depressurisation only opens the vent valve.
-        p = self.pressure_mpa
-        if p <= self.ambient_mpa:
-            # The vent tail. The safe outputs open the dump valve, which lets what is left
-            # go in a few ms: up to ambient_mpa (0.2 MPa), which over a 1 s window reads as
-            # a fall as fast as the recipe's (0.51 MPa/s on a stiff vessel). So below
-            # ambient the vent stays wide open, dump closed, until a quarter of ambient is
-            # left or _VENT_TAIL_MS have passed (a transducer offset must not hold it).
-            if self._tail_start_ms < 0:
-                self._tail_start_ms = self.now_ms
-            if p > self.ambient_mpa * 0.25 and self.now_ms - self._tail_start_ms < _VENT_TAIL_MS:
-                self.controller.reset()
-                self.setpoint_mpa = 0.0
-                self.setpoint_rate_mpa_s = 0.0
-                self.pump_duty = 0
-                self.vent_duty = _DUTY_FULL
-                self.dump_closed = True
-                return
-            self._tail_start_ms = -1
-            mode = self.vent_mode
-            self.vent_mode = VENT_NONE
-            self.controller.reset()
-            self._safe_outputs()
-            if mode == VENT_ABORT:
-                self._finish(ST_READY)
-            elif mode == VENT_FINISH:
-                self._finish(ST_COMPLETE)
-            return
-        rate = self._vent_rate_mpa_s
-        since_s = (self.now_ms - self._vent_start_ms) / 1000.0
-        # An abort or the final vent starts softly, as a ramp down (recipe.SOFT_START_S); a
-        # fault's vent does not wait (the pressure may be rising under a runaway pump).
-        if since_s < SOFT_START_S and self.vent_mode != VENT_FAULT:
-            rate = rate * since_s / SOFT_START_S
-        sp = self.setpoint_mpa - rate * dt_s
-        if sp < 0.0:
-            sp = 0.0
-        self._drive(dt_s, sp, -rate, False, self._vent_rate_mpa_s)
-        self.pump_duty = 0
 
     def _finish(self, final_state: int):
         self.controller.reset()

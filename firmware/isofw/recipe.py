@@ -210,16 +210,24 @@ class Recipe:
         return problems
 
 
-SOFT_START_S = DOWN_SOFT_START_MS / 1000  # a ramp down's rate grows from 0 over this time
+SOFT_START_S = DOWN_SOFT_START_MS / 1000  # a ramp down's rate changes over this time
+_DOWN_FRACTION = DOWN_RATE_PERMILLE / 1000
 
 
-def ramp_s(span_mpa: float, rate_mpa_s: float, soft_s: float) -> float:
-    """Duration of a ramp over span_mpa at rate_mpa_s whose rate grows over soft_s first."""
+def ramp_s(span_mpa: float, entry_mpa_s: float, rate_mpa_s: float, soft_s: float) -> float:
+    """Duration of a ramp over span_mpa whose rate goes linearly from entry_mpa_s to
+    rate_mpa_s over soft_s, then stays (magnitudes; soft_s 0: at rate_mpa_s throughout)."""
     span = abs(span_mpa)
-    rate = abs(rate_mpa_s)
-    if span >= 0.5 * rate * soft_s:
-        return span / rate + 0.5 * soft_s
-    return math.sqrt(2.0 * span * soft_s / rate)  # never at full rate: a short ramp
+    r0 = abs(entry_mpa_s)
+    r1 = abs(rate_mpa_s)
+    if soft_s <= 0.0:
+        return span / r1
+    d = 0.5 * (r0 + r1) * soft_s  # travelled during the soft start
+    if span >= d:
+        return soft_s + (span - d) / r1
+    a = (r1 - r0) / soft_s
+    # span = r0 t + a t^2 / 2, in the form without cancellation (a may be 0 or negative)
+    return 2.0 * span / (r0 + math.sqrt(r0 * r0 + 2.0 * a * span))
 
 
 class SetpointGenerator:
@@ -240,6 +248,7 @@ class SetpointGenerator:
         self.done = True
         self._segment_start_ms = 0
         self._start_mpa = 0.0
+        self._entry_mpa_s = 0.0  # the fall rate a ramp down's soft start begins at
         self._paused_at_ms = -1
 
     def start(self, recipe, now_ms: int, pressure_mpa: float):
@@ -249,11 +258,12 @@ class SetpointGenerator:
         self.setpoint_mpa = pressure_mpa
         self.rate_mpa_s = 0.0
         self._paused_at_ms = -1
-        self._begin_segment(now_ms)
+        self._begin_segment(now_ms, 0.0)
 
-    def _begin_segment(self, now_ms: int):
+    def _begin_segment(self, now_ms: int, entry_mpa_s: float):
         self._segment_start_ms = now_ms
         self._start_mpa = self.setpoint_mpa
+        self._entry_mpa_s = entry_mpa_s
         recipe = self.recipe
         self.kind = recipe.kinds[self.index] if recipe is not None and recipe.count else 0
 
@@ -262,9 +272,15 @@ class SetpointGenerator:
         self.rate_mpa_s = 0.0
 
     def resume(self, now_ms: int):
-        if self._paused_at_ms >= 0:
-            self._segment_start_ms += now_ms - self._paused_at_ms
+        paused_at_ms = self._paused_at_ms
+        if paused_at_ms >= 0:
             self._paused_at_ms = -1
+            if self.direction() < 0:
+                # A ramp down goes on from where it stopped with a new soft start: going
+                # straight back to its rate is the step the soft start is there to avoid.
+                self._begin_segment(now_ms, 0.0)
+            else:
+                self._segment_start_ms += now_ms - paused_at_ms
 
     def direction(self) -> int:
         """+1 if the current segment raises pressure, -1 if it lowers it, 0 for a hold."""
@@ -283,6 +299,7 @@ class SetpointGenerator:
         elapsed_s = (now_ms - self._segment_start_ms) / 1000.0
         finished = False
         end_ms = now_ms
+        exit_mpa_s = 0.0  # the fall rate a finished ramp down hands to the next segment
         if recipe.kinds[i] == SEG_RAMP:
             target = recipe.targets_mpa[i]
             span = target - self._start_mpa
@@ -293,29 +310,44 @@ class SetpointGenerator:
             if span >= 0.0:
                 if profile is not None and rate > profile.max_ramp_up_mpa_s:
                     rate = profile.max_ramp_up_mpa_s
+                distance = span
+                entry = rate
+                soft_s = 0.0
             else:
                 if profile is not None and rate > profile.max_ramp_down_mpa_s:
                     rate = profile.max_ramp_down_mpa_s
-                rate = -rate * DOWN_RATE_PERMILLE / 1000  # a limit: see DOWN_RATE_PERMILLE
-            # A ramp down starts softly: its rate grows linearly over SOFT_START_S (a step
-            # in rate makes the pressure filter lag, the loop then asks for more than the
-            # rate, and the fall cap holds the vent where the model, not the vessel, says
-            # the rate is: 0.503 MPa/s in the first second of a 0.5 MPa/s ramp).
-            soft_s = SOFT_START_S if span < 0.0 else 0.0
+                rate = rate * _DOWN_FRACTION  # a limit: see DOWN_RATE_PERMILLE
+                distance = -span
+                # A ramp down starts softly: its rate goes linearly from the rate it enters
+                # with (a ramp down just before it; else 0) to its own over SOFT_START_S. A
+                # step in rate makes the pressure filter lag, the loop then asks for more
+                # than the rate, and the fall cap holds the vent where the model, not the
+                # vessel, says the rate is: 0.503 MPa/s in the first second of a 0.5.
+                entry = self._entry_mpa_s
+                soft_s = SOFT_START_S
+            if elapsed_s < 0.0:  # (a float32 segment end a tick ahead of now)
+                elapsed_s = 0.0
             if elapsed_s < soft_s:
-                travelled = 0.5 * rate * elapsed_s * elapsed_s / soft_s
-                now_rate = rate * elapsed_s / soft_s
+                accel = (rate - entry) / soft_s
+                travelled = (entry + 0.5 * accel * elapsed_s) * elapsed_s
+                now_rate = entry + accel * elapsed_s
             else:
-                travelled = rate * (elapsed_s - 0.5 * soft_s)
+                travelled = rate * elapsed_s - 0.5 * (rate - entry) * soft_s
                 now_rate = rate
-            if (span >= 0.0 and travelled >= span) or (span < 0.0 and travelled <= span):
+            if travelled >= distance:
                 self.setpoint_mpa = target
                 self.rate_mpa_s = 0.0
                 finished = True
-                end_ms = self._segment_start_ms + (int(ramp_s(span, rate, soft_s) * 1000.0) if rate else 0)
-            else:
+                end_s = ramp_s(distance, entry, rate, soft_s) if rate > 0.0 else 0.0
+                end_ms = self._segment_start_ms + int(end_s * 1000.0)
+                if span < 0.0:  # a ramp down hands its final rate to the next segment
+                    exit_mpa_s = rate if end_s >= soft_s else entry + (rate - entry) * end_s / soft_s
+            elif span >= 0.0:
                 self.setpoint_mpa = self._start_mpa + travelled
                 self.rate_mpa_s = now_rate
+            else:
+                self.setpoint_mpa = self._start_mpa - travelled
+                self.rate_mpa_s = -now_rate
         else:
             self.rate_mpa_s = 0.0
             finished = elapsed_s >= recipe.durations_s[i]
@@ -328,5 +360,5 @@ class SetpointGenerator:
             self.index = i + 1
             # The next segment starts where this one should have ended (not at now_ms),
             # so tick quantisation does not accumulate over many segments.
-            self._begin_segment(end_ms)
+            self._begin_segment(end_ms, exit_mpa_s)
         return True

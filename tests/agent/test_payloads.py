@@ -34,6 +34,7 @@ from isopress.agent.recipe import (
     recipe_id,
     recipe_segments,
     recipe_sha256,
+    segments_duration_s,
 )
 from isopress.agent.schemas import main as schemas_main
 from isopress.agent.schemas import render_schemas, schema_folder
@@ -132,18 +133,50 @@ def test_recipe_hash_is_over_the_protocol_segment_records() -> None:
 
 
 @pytest.mark.parametrize(
-    ("start_mpa", "target_mpa", "rate_mpa_s"),
-    [(0.0, 250.0, 1.0), (250.0, 0.0, 0.5), (300.0, 200.0, 2.0), (10.0, 9.9, 1.0), (5.0, 4.0, 0.25)],
+    ("start_mpa", "target_mpa", "rate_mpa_s", "entry_mpa_s"),
+    [
+        (0.0, 250.0, 1.0, 0.0),
+        (250.0, 0.0, 0.5, 0.0),
+        (300.0, 200.0, 2.0, 0.0),
+        (10.0, 9.9, 1.0, 0.0),
+        (5.0, 4.0, 0.25, 0.0),
+        (100.0, 50.0, 0.5, 0.99),
+        (1.0, 0.55, 0.3, 0.5),
+    ],
 )
-def test_host_ramp_durations_are_the_boards(start_mpa: float, target_mpa: float, rate_mpa_s: float) -> None:
+def test_host_ramp_durations_are_the_boards(
+    start_mpa: float, target_mpa: float, rate_mpa_s: float, entry_mpa_s: float
+) -> None:
     # The host's copy of the board's ramp timing (isofw.recipe.ramp_s with the guarded
     # down-rate and the soft start): the firmware tree is on this test's path.
     from isofw.recipe import SOFT_START_S, ramp_s
 
     down = target_mpa < start_mpa
     board_rate = rate_mpa_s * codes.DOWN_RATE_PERMILLE / 1000 if down else rate_mpa_s
-    expected = ramp_s(target_mpa - start_mpa, board_rate, SOFT_START_S if down else 0.0)
-    assert ramp_duration_s(start_mpa, target_mpa, rate_mpa_s) == pytest.approx(expected, rel=1e-12)
+    expected = ramp_s(target_mpa - start_mpa, entry_mpa_s, board_rate, SOFT_START_S if down else 0.0)
+    got = ramp_duration_s(start_mpa, target_mpa, rate_mpa_s, entry_mpa_s)
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_host_recipe_durations_follow_the_boards_setpoint_generator() -> None:
+    # The firmware's generator, stepped in 10 ms ticks, ends the recipe when the host says.
+    from isofw.recipe import Recipe as BoardRecipe
+    from isofw.recipe import SetpointGenerator
+
+    segments = [("ramp", 100.0, 2.0, None), ("ramp", 40.0, 1.0, None), ("ramp", 39.8, 0.3, None)]
+    segments += [("hold", None, None, 5.0), ("ramp", 0.0, 0.5, None)]
+    board = BoardRecipe()
+    for i, (kind, target, rate, duration) in enumerate(segments):
+        seg_kind = codes.SEG_RAMP if kind == "ramp" else codes.SEG_HOLD
+        board.put(i, (seg_kind, target or 0.0, rate or 0.0, duration or 0.0))
+    board.count = len(segments)
+    gen = SetpointGenerator()
+    gen.start(board, 0, 0.0)
+    ms = 0
+    while not gen.done:
+        ms += 10
+        gen.update(ms)
+    assert segments_duration_s(segments) == pytest.approx(ms / 1000.0, abs=0.011)
 
 
 def test_recipe_check_edges() -> None:

@@ -67,7 +67,7 @@ def test_ramp_down_falls_at_the_guarded_fraction_of_its_rate_after_a_soft_start(
 def test_a_short_ramp_down_ends_within_its_soft_start():
     # 0.1 MPa at 0.99 MPa/s never reaches full rate: it ends after sqrt(2 * 0.1 * 2 / 0.99) s.
     end_s = math.sqrt(2.0 * 0.1 * 2.0 / 0.99)
-    assert _close(ramp_s(-0.1, -0.99, 2.0), end_s) and _close(ramp_s(10.0, 1.0, 0.0), 10.0)
+    assert _close(ramp_s(-0.1, 0.0, -0.99, 2.0), end_s) and _close(ramp_s(10.0, 1.0, 1.0, 0.0), 10.0)
     g = SetpointGenerator()
     g.start(_recipe([ramp(9.9, 1.0), hold(1.0)]), 0, 10.0)
     assert g.update(int(end_s * 1000) + 5) and g.index == 1 and _close(g.setpoint_mpa, 9.9)
@@ -199,3 +199,50 @@ def test_vent_rate_is_the_slowest_ramp_down_of_the_recipe():
     assert _close(r.vent_rate_mpa_s(profile), 0.5)
     up_only = _recipe([ramp(250.0, 1.0), hold(10.0)])
     assert _close(up_only.vent_rate_mpa_s(profile), 0.5)  # half the profile's maximum
+
+
+def test_ramp_s_from_an_entry_rate():
+    # From 0.3 to 0.5 MPa/s over 2 s: 0.8 MPa in the soft start, then at 0.5.
+    assert _close(ramp_s(10.0, 0.3, 0.5, 2.0), 2.0 + (10.0 - 0.8) / 0.5)
+    # Slowing from 0.5 to 0.3 and ending inside the soft start: 0.5 t - 0.05 t^2 = 0.45 -> t = 1
+    assert _close(ramp_s(0.45, 0.5, 0.3, 2.0), 1.0)
+    assert _close(ramp_s(0.45, 0.45, 0.45, 2.0), 1.0)  # no change of rate
+
+
+def test_consecutive_ramps_down_hand_their_rate_on_instead_of_stopping():
+    g = SetpointGenerator()
+    g.start(_recipe([ramp(50.0, 1.0), ramp(0.0, 0.5)]), 0, 100.0)
+    first_end_ms = int(ramp_s(50.0, 0.0, 0.99, SOFT_START_S) * 1000)
+    assert g.update(first_end_ms + 10) and g.index == 1  # the first ends (that tick: at its target)
+    g.update(first_end_ms + 20)  # 20 ms into the second ramp down
+    # its rate goes from the first's 0.99 down to 0.495 MPa/s: just below 0.99 now, not 0
+    assert -0.99 < g.rate_mpa_s < -0.98
+    g.update(first_end_ms + 10000)
+    assert _close(g.rate_mpa_s, -0.495)
+
+
+def test_resuming_a_ramp_down_starts_it_softly_again_from_where_it_stopped():
+    g = SetpointGenerator()
+    g.start(_recipe([ramp(0.0, 0.5)]), 0, 100.0)
+    g.update(10000)
+    paused_mpa = g.setpoint_mpa
+    g.pause(10000)
+    g.update(15000)
+    assert g.rate_mpa_s == 0.0 and g.setpoint_mpa == paused_mpa
+    g.resume(15000)
+    g.update(15000)
+    assert g.rate_mpa_s == 0.0 and _close(g.setpoint_mpa, paused_mpa)
+    g.update(16000)  # half way through the new soft start
+    assert _close(g.rate_mpa_s, -0.495 / 2) and _close(g.setpoint_mpa, paused_mpa - 0.495 / 4)
+    g.update(25000)
+    assert _close(g.rate_mpa_s, -0.495) and _close(g.setpoint_mpa, paused_mpa - 0.495 * 9.0)
+
+
+def test_resuming_a_ramp_up_or_a_hold_continues_where_it_stopped():
+    g = SetpointGenerator()
+    g.start(_recipe([ramp(100.0, 1.0), hold(10.0)]), 0, 0.0)
+    g.update(10000)
+    g.pause(10000)
+    g.resume(20000)
+    g.update(21000)
+    assert _close(g.setpoint_mpa, 11.0) and _close(g.rate_mpa_s, 1.0)  # paused time not counted

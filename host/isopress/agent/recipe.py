@@ -179,40 +179,57 @@ def check_recipe(recipe: Recipe, profile: DeviceProfile) -> list[RecipeProblem]:
     return problems
 
 
-def ramp_duration_s(start_mpa: float, target_mpa: float, rate_mpa_s: float) -> float:
+def ramp_duration_s(
+    start_mpa: float, target_mpa: float, rate_mpa_s: float, entry_mpa_s: float = 0.0
+) -> float:
     """How long the board's setpoint takes for a ramp (the firmware's ``recipe.ramp_s``).
 
     A down-rate is a limit to the board: a ramp down runs at ``codes.DOWN_RATE_PERMILLE``
-    of it, after a soft start of ``codes.DOWN_SOFT_START_MS`` (its rate growing from 0),
-    so it takes a little longer than span / rate. A ramp up runs at its rate.
+    of it, after a soft start of ``codes.DOWN_SOFT_START_MS`` in which its rate goes
+    linearly from ``entry_mpa_s`` (the rate of a ramp down just before it, else 0) to its
+    own. A ramp up runs at its rate.
     """
+    return _ramp_timing(start_mpa, target_mpa, rate_mpa_s, entry_mpa_s)[0]
+
+
+def _ramp_timing(
+    start_mpa: float, target_mpa: float, rate_mpa_s: float, entry_mpa_s: float
+) -> tuple[float, float]:
+    """(duration_s, the fall rate a ramp down hands to the next segment) as the board does."""
     if not (rate_mpa_s > 0.0 and math.isfinite(rate_mpa_s)):
-        return 0.0
+        return 0.0, 0.0
     span = abs(target_mpa - start_mpa)
     if target_mpa >= start_mpa:
-        return span / rate_mpa_s
+        return span / rate_mpa_s, 0.0
     rate = rate_mpa_s * float(codes.DOWN_RATE_PERMILLE) / 1000
     soft_s = float(codes.DOWN_SOFT_START_MS) / 1000
-    if span >= 0.5 * rate * soft_s:
-        return span / rate + 0.5 * soft_s
-    return math.sqrt(2.0 * span * soft_s / rate)  # a short ramp ends within its soft start
+    entry = abs(entry_mpa_s)
+    travelled_in_soft = 0.5 * (entry + rate) * soft_s
+    if span >= travelled_in_soft:
+        return soft_s + (span - travelled_in_soft) / rate, rate
+    accel = (rate - entry) / soft_s
+    end_s = 2.0 * span / (entry + math.sqrt(entry * entry + 2.0 * accel * span))
+    return end_s, entry + accel * end_s
 
 
 def segments_duration_s(
     segments: Iterable[tuple[str, float | None, float | None, float | None]], start_mpa: float = 0.0
 ) -> float:
     """Nominal duration of (kind, target_mpa, rate_mpa_s, duration_s) segments from start_mpa:
-    every ramp at the rate the board runs it (:func:`ramp_duration_s`), every hold."""
+    every ramp as the board runs it (:func:`ramp_duration_s`), every hold."""
     total = 0.0
     pressure = start_mpa
+    entry = 0.0  # the fall rate a ramp down hands to the next segment
     for kind, target_mpa, rate_mpa_s, duration_s in segments:
         if kind == "ramp":
             if target_mpa is None or rate_mpa_s is None:
                 continue
-            total += ramp_duration_s(pressure, target_mpa, rate_mpa_s)
+            duration, entry = _ramp_timing(pressure, target_mpa, rate_mpa_s, entry)
+            total += duration
             pressure = target_mpa
         elif duration_s is not None:
             total += max(duration_s, 0.0)
+            entry = 0.0
     return total
 
 
