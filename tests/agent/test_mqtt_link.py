@@ -238,3 +238,82 @@ def test_publishes_are_written_in_the_call_and_a_partial_write_finishes_later(
     assert not small_needed_writer, "a small publish should not need the writer callback"
     assert big_done, "the big publish should have needed the writer callback (partial write)"
     assert got == big, "the partially written packet did not arrive intact"
+
+
+def test_publish_acked_is_done_only_after_its_puback_and_the_packet_arrives_intact(broker: Mosquitto) -> None:
+    # The drain's own QoS 1 publish (packet built by the link, PUBACK straight to a future):
+    # not done while the broker is frozen, done once it answers; remaining lengths of one,
+    # two and three bytes, the retain flag, and aiomqtt's publish on the same client (its
+    # PUBACK still goes to paho) all as they should be.
+    from isopress.agent.mqtt import _DirectWriteClient
+
+    payloads = {"empty": b"", "small": b"x", "medium": bytes(range(200)), "large": bytes(range(256)) * 80}
+
+    async def scenario() -> dict[str, tuple[bytes, bool]]:
+        got: dict[str, tuple[bytes, bool]] = {}
+        async with (
+            aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as sub,
+            _DirectWriteClient(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client,
+        ):
+            await sub.subscribe("isopress/acked/#", qos=1)
+            with _Frozen(broker):
+                acked = client.publish_acked(b"isopress/acked/frozen", b"f")
+                await asyncio.sleep(0.5)
+                assert not acked.done(), "done before the broker acknowledged"
+            await asyncio.wait_for(acked, 5)
+            for name, payload in payloads.items():
+                topic = f"isopress/acked/{name}".encode()
+                await asyncio.wait_for(client.publish_acked(topic, payload, retain=name == "medium"), 5)
+            await client.publish("isopress/acked/aiomqtt", b"a", qos=1, timeout=5.0)
+            assert not client._client._out_messages, "paho still waits for a PUBACK"
+            async with asyncio.timeout(10):
+                async for message in sub.messages:
+                    assert isinstance(message.payload, bytes)
+                    got[str(message.topic).rsplit("/", 1)[1]] = (message.payload, bool(message.retain))
+                    if "aiomqtt" in got:
+                        break
+        return got
+
+    got = asyncio.run(scenario())
+    assert got == {
+        "frozen": (b"f", False),
+        **{name: (payload, False) for name, payload in payloads.items()},
+        "aiomqtt": (b"a", False),
+    }
+    # The retained one is kept by the broker (retain shows only to a later subscriber).
+
+    async def retained() -> tuple[bytes, bool]:
+        async with aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as late:
+            await late.subscribe("isopress/acked/medium", qos=1)
+            async with asyncio.timeout(5):
+                async for message in late.messages:
+                    assert isinstance(message.payload, bytes)
+                    return message.payload, bool(message.retain)
+        raise AssertionError("no retained message")
+
+    assert asyncio.run(retained()) == (payloads["medium"], True)
+
+
+def test_a_publish_unacknowledged_for_publish_timeout_ends_the_connection(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    base = make_config(broker, tmp_path)
+    config = base.model_copy(update={"broker": base.broker.model_copy(update={"publish_timeout_s": 0.5})})
+    topics = PressTopics(config.agent.press_id)
+
+    async def body(sub: Subscriber) -> None:
+        with Spool(config.spool.path) as spool:
+            async with MqttLink(config, spool) as link:
+                await asyncio.wait_for(link.connected.wait(), 5)
+                with _Frozen(broker):
+                    spool.append([sample_outgoing(topics, make_sample(i)) for i in range(3)])
+                    # Within 3 s: paho's keepalive (5 s) would take twice that to give up.
+                    await eventually(lambda: not link.connected.is_set(), 3, "the link gave up on the broker")
+                    assert spool.rows == 3
+                    await eventually(lambda: "no PUBACK" in link.stats.last_error, 5, "the reason")
+                await eventually(lambda: spool.rows == 0, 15, "spool drained after the broker thawed")
+                assert link.stats.connects >= 2
+                await eventually(lambda: len(sub.samples()) >= 3, 5, "subscriber got the samples")
+
+    sub = asyncio.run(with_subscriber(broker, topics.telemetry, body))
+    assert {s["seq"] for s in sub.samples()} == {0, 1, 2}
