@@ -6,10 +6,12 @@ import asyncio
 import os
 import signal
 from pathlib import Path
+from typing import Literal
 
 import aiomqtt
 import pytest
 from agent_helpers import Subscriber, eventually, make_config, make_sample, with_subscriber
+from paho.mqtt.enums import MQTTErrorCode
 
 from isopress.agent.mqtt import MqttLink
 from isopress.agent.payloads import TelemetryBatch, sample_outgoing
@@ -317,3 +319,37 @@ def test_a_publish_unacknowledged_for_publish_timeout_ends_the_connection(
 
     sub = asyncio.run(with_subscriber(broker, topics.telemetry, body))
     assert {s["seq"] for s in sub.samples()} == {0, 1, 2}
+
+
+def test_a_puback_of_ours_is_taken_whole_and_any_other_goes_to_paho(
+    broker: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Mosquitto acknowledges a publish that reaches a subscriber with a bare 4-byte PUBACK
+    # (read in one peek and one read, without paho's decoding) and one that reaches nobody
+    # with reason code 0x10 (5 bytes: paho reads it, the link's handler settles it). Either
+    # way the future is done, and aiomqtt's own publish still gets its PUBACK from paho.
+    from isopress.agent.mqtt import _AckedPahoClient, _DirectWriteClient
+
+    decoded: list[bytes] = []
+    handle = _AckedPahoClient._handle_pubackcomp
+
+    def counting(self: _AckedPahoClient, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        decoded.append(bytes(self._in_packet["packet"]))
+        return handle(self, cmd)
+
+    monkeypatch.setattr(_AckedPahoClient, "_handle_pubackcomp", counting)
+
+    async def scenario() -> None:
+        async with (
+            aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as sub,
+            _DirectWriteClient(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client,
+        ):
+            await sub.subscribe("isopress/whole/#", qos=1)
+            await asyncio.wait_for(client.publish_acked(b"isopress/whole/heard", b"x"), 5)
+            assert decoded == [], "a bare PUBACK of ours went through paho's decoding"
+            await asyncio.wait_for(client.publish_acked(b"isopress/nobody/hears", b"x"), 5)
+            assert [packet[2:] for packet in decoded] == [b"\x10"], decoded
+            await client.publish("isopress/whole/aiomqtt", b"a", qos=1, timeout=5.0)
+            assert not client._client._out_messages
+
+    asyncio.run(scenario())

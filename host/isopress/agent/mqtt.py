@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -52,6 +53,7 @@ STATUS_ONLINE = b"online"
 STATUS_OFFLINE = b"offline"
 _COMMAND_QUEUE = 64  # commands waiting for the handler; more are answered "busy"
 _PUBLISH_QOS1 = 0x32  # a PUBLISH packet's first byte at QoS 1 (| 1: retained)
+_PUBACK = 0x40  # a PUBACK packet's first byte
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,6 +483,28 @@ class _AckedPahoClient(paho.Client):
     """
 
     acked_waiters: dict[int, asyncio.Future[None]]
+
+    def _packet_read(self) -> MQTTErrorCode:
+        # A PUBACK of ours that is whole in the socket (success, no properties: 4 bytes, what
+        # a broker sends nearly always) is taken in one peek and one read; paho would read
+        # it in three (command byte, remaining length, the rest) and then decode it. Anything
+        # else (another packet, a part of one, a TLS socket) is paho's.
+        sock = self._sock
+        if self._in_packet["command"] == 0 and self.acked_waiters and type(sock) is socket.socket:
+            try:
+                head = sock.recv(4, socket.MSG_PEEK)
+            except OSError:
+                head = b""  # paho's read below sees the error again and handles it
+            if len(head) == 4 and head[0] == _PUBACK and head[1] == 2:
+                acked = self.acked_waiters.pop((head[2] << 8) | head[3], None)
+                if acked is not None:
+                    sock.recv(4)
+                    with self._msgtime_mutex:
+                        self._last_bytes_received = time.monotonic()  # paho's keepalive
+                    if not acked.done():
+                        acked.set_result(None)
+                    return paho.MQTT_ERR_SUCCESS
+        return super()._packet_read()
 
     def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
         packet = self._in_packet["packet"]
