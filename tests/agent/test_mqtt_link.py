@@ -227,19 +227,28 @@ def test_publishes_are_written_in_the_call_and_a_partial_write_finishes_later(
             await client.publish("isopress/direct/big", big, qos=1, timeout=10.0)
             big_went_through_writer = writer_registrations.count("_DirectWriteClient") > before
             assert not client._client.want_write()
-            got = b""
+            # The drain's own publish: written straight to the socket, the rest queued.
+            before = writer_registrations.count("_DirectWriteClient")
+            await asyncio.wait_for(client.publish_acked(b"isopress/direct/big-acked", big), 10)
+            big_acked_went_through_writer = writer_registrations.count("_DirectWriteClient") > before
+            await asyncio.wait_for(client.publish_acked(b"isopress/direct/small-acked", b"y"), 5)
+            assert not client._client.want_write()
+            got: dict[str, bytes] = {}
             async with asyncio.timeout(10):
                 async for message in sub.messages:
-                    if str(message.topic).endswith("/big"):
-                        assert isinstance(message.payload, bytes)
-                        got = message.payload
+                    assert isinstance(message.payload, bytes)
+                    got[str(message.topic).rsplit("/", 1)[1]] = message.payload
+                    if "small-acked" in got:
                         break
+            assert big_acked_went_through_writer, "the big publish_acked should have needed the writer"
             return small_needed_writer, big_went_through_writer, got
 
     small_needed_writer, big_done, got = asyncio.run(scenario())
     assert not small_needed_writer, "a small publish should not need the writer callback"
     assert big_done, "the big publish should have needed the writer callback (partial write)"
-    assert got == big, "the partially written packet did not arrive intact"
+    assert got == {"small": b"x", "big": big, "big-acked": big, "small-acked": b"y"}, (
+        "a partially written packet did not arrive intact, or not in order"
+    )
 
 
 def test_publish_acked_is_done_only_after_its_puback_and_the_packet_arrives_intact(broker: Mosquitto) -> None:

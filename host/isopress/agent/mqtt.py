@@ -403,7 +403,7 @@ class _DirectWriteClient(aiomqtt.Client):
     connect runs in an executor) or inside a paho callback, aiomqtt's way is kept.
 
     :meth:`publish_acked` is the spool drain's QoS 1 publish without paho's and aiomqtt's
-    per-message bookkeeping.
+    per-message bookkeeping (on the loop's thread only).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -418,9 +418,10 @@ class _DirectWriteClient(aiomqtt.Client):
         """Write a QoS 1 PUBLISH now; the future is done when the broker's PUBACK for it arrives.
 
         What aiomqtt's ``publish(qos=1)`` does for the spool, at a fraction of the cost: the
-        packet is built here and queued with paho's own writer (in order with paho's
-        packets, a partial write finished by the writable callback, the keepalive timer
-        told), and its PUBACK goes straight to the future (:class:`_AckedPahoClient`).
+        packet is built here and written to the socket, or queued with paho's own writer
+        when paho has packets waiting (in order with them, a partial write finished by the
+        writable callback, the keepalive timer told either way), and its PUBACK goes
+        straight to the future (:class:`_AckedPahoClient`).
         Skipped: paho's message object (a ``threading.Condition`` each), its
         ``_out_messages`` entry (only to re-send on a reconnect of the same paho client,
         which the link never does: a new connection is a new client, and the spool re-sends
@@ -446,7 +447,23 @@ class _DirectWriteClient(aiomqtt.Client):
         packet += payload
         acked: asyncio.Future[None] = self._loop.create_future()
         self._acked[mid] = acked
-        paho_client._packet_queue(paho.PUBLISH, packet, mid, 1)
+        sock = paho_client._sock
+        if paho_client._out_packet or type(sock) is not socket.socket:
+            paho_client._packet_queue(paho.PUBLISH, packet, mid, 1)  # behind paho's packets
+            return acked
+        # Nothing of paho's waits to be written: straight to the socket (paho's queue and
+        # writer would take a dozen calls to get there); only what it does not take queues.
+        try:
+            sent = sock.send(packet)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # paho's writer meets the error again and ends the connection
+            paho_client._packet_queue(paho.PUBLISH, packet, mid, 1)
+            return acked
+        with paho_client._msgtime_mutex:
+            paho_client._last_msg_out = time.monotonic()  # paho's keepalive
+        if sent < len(packet):
+            paho_client._packet_queue(paho.PUBLISH, packet[sent:], mid, 1)
         return acked
 
     def _on_socket_register_write(self, client: paho.Client, userdata: Any, sock: PahoSocket) -> None:
