@@ -7,7 +7,7 @@ order, when the broker is back. Delivery is at least once: a row acknowledged by
 but not yet deleted at a crash is published again, so subscribers dedupe by
 ``(boot_count, seq)``. Acknowledged rows leave the spool's counts and :meth:`Spool.oldest`
 at once, the table in groups (see :meth:`Spool.acknowledge`): at most
-``_DELETE_EVERY_ROWS`` rows (0.3 s at 100 Hz), or a second's worth when the agent's
+``_DELETE_EVERY_ROWS`` rows (80 ms at 100 Hz), or a second's worth when the agent's
 housekeeping deletes them, are published again after a crash.
 
 The spool is bounded (rows and payload bytes). When full, the oldest telemetry and event
@@ -90,14 +90,15 @@ _INSERT_N = [
 # given by the spool either way) until an open finds it drained.
 _REBUILD_MAX_ROWS = 100_000
 _RECENT_MAX_ROWS = 10_000  # waiting rows kept in memory for oldest() (100 s at 100 Hz)
-# Acknowledged rows are deleted from the table once this many are (one DELETE and commit
-# per ~12 batches at 100 Hz, where each batch's own cost a WAL page write): see acknowledge().
-_DELETE_EVERY_ROWS = 32
-# A checkpoint (the WAL flushed to disk, with synchronous=NORMAL the only flush) every 700
-# WAL pages rather than SQLite's 1000: at 100 Hz the spool writes ~41 pages/s (an insert
-# per batch, a delete per _DELETE_EVERY_ROWS rows), so a power cut can roll back at most
-# ~17 s of commits (~9 s when every batch was also deleted on its own).
-_WAL_CHECKPOINT_PAGES = 700
+# Acknowledged rows are deleted from the table once this many are (one DELETE and commit per
+# ~3 batches at 100 Hz, where each batch's own cost a commit and a WAL page): see
+# acknowledge(). Few enough that the table stays one page (a bigger one writes two a commit).
+_DELETE_EVERY_ROWS = 8
+# A checkpoint (the WAL flushed to disk, with synchronous=NORMAL the only flush) every 470
+# WAL pages rather than SQLite's 1000: at 100 Hz the spool writes ~51 pages/s (an insert
+# per batch, a delete per _DELETE_EVERY_ROWS rows, a page each), so a power cut can roll
+# back ~9 s of commits, as when every batch was deleted on its own (~76 pages/s, 700 pages).
+_WAL_CHECKPOINT_PAGES = 470
 _LOCK_WAIT_S = 5.0  # at open, how long to wait for another process to let go of the database
 _REBUILD = f"""
 CREATE TABLE outbox_new ({_OUTBOX_COLUMNS});
