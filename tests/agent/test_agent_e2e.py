@@ -274,3 +274,25 @@ def test_a_command_whose_message_expiry_passed_is_never_executed(broker: Mosquit
     received, calls = asyncio.run(back())
     assert received == 1  # only the one with 60 s of expiry left was delivered
     assert calls == ["load_recipe"]
+
+
+def test_the_housekeeping_deletes_acknowledged_rows_from_the_spool(
+    broker: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The spool deletes acknowledged rows in groups; made too big to fill here, only the
+    # agent's once-a-second housekeeping deletes them (which bounds what a crash would
+    # publish again).
+    monkeypatch.setattr("isopress.agent.spool._DELETE_EVERY_ROWS", 10**9)
+    config = make_config(broker, tmp_path)
+    seen: list[int] = []
+
+    async def body(sub: Subscriber) -> None:
+        board = FakeBoard(speed=5.0)
+        async with Agent(config, board, board.updates()) as agent:
+            spool = agent.spool
+            await eventually(lambda: len(sub.samples()) >= 5, 5, "samples published")
+            await eventually(lambda: seen.append(spool.acknowledged_in_table) or max(seen) > 0, 5, "acked")
+            # Without the housekeeping the count only grows while samples flow.
+            await eventually(lambda: spool.acknowledged_in_table < max(seen), 3, "deleted by housekeeping")
+
+    asyncio.run(with_subscriber(broker, PressTopics(config.agent.press_id).telemetry, body))

@@ -6,10 +6,12 @@ import asyncio
 import os
 import signal
 from pathlib import Path
+from typing import Literal
 
 import aiomqtt
 import pytest
 from agent_helpers import Subscriber, eventually, make_config, make_sample, with_subscriber
+from paho.mqtt.enums import MQTTErrorCode
 
 from isopress.agent.mqtt import MqttLink
 from isopress.agent.payloads import TelemetryBatch, sample_outgoing
@@ -225,16 +227,138 @@ def test_publishes_are_written_in_the_call_and_a_partial_write_finishes_later(
             await client.publish("isopress/direct/big", big, qos=1, timeout=10.0)
             big_went_through_writer = writer_registrations.count("_DirectWriteClient") > before
             assert not client._client.want_write()
-            got = b""
+            # The drain's own publish: written straight to the socket, the rest queued.
+            before = writer_registrations.count("_DirectWriteClient")
+            await asyncio.wait_for(client.publish_acked(b"isopress/direct/big-acked", big), 10)
+            big_acked_went_through_writer = writer_registrations.count("_DirectWriteClient") > before
+            await asyncio.wait_for(client.publish_acked(b"isopress/direct/small-acked", b"y"), 5)
+            assert not client._client.want_write()
+            got: dict[str, bytes] = {}
             async with asyncio.timeout(10):
                 async for message in sub.messages:
-                    if str(message.topic).endswith("/big"):
-                        assert isinstance(message.payload, bytes)
-                        got = message.payload
+                    assert isinstance(message.payload, bytes)
+                    got[str(message.topic).rsplit("/", 1)[1]] = message.payload
+                    if "small-acked" in got:
                         break
+            assert big_acked_went_through_writer, "the big publish_acked should have needed the writer"
             return small_needed_writer, big_went_through_writer, got
 
     small_needed_writer, big_done, got = asyncio.run(scenario())
     assert not small_needed_writer, "a small publish should not need the writer callback"
     assert big_done, "the big publish should have needed the writer callback (partial write)"
-    assert got == big, "the partially written packet did not arrive intact"
+    assert got == {"small": b"x", "big": big, "big-acked": big, "small-acked": b"y"}, (
+        "a partially written packet did not arrive intact, or not in order"
+    )
+
+
+def test_publish_acked_is_done_only_after_its_puback_and_the_packet_arrives_intact(broker: Mosquitto) -> None:
+    # The drain's own QoS 1 publish (packet built by the link, PUBACK straight to a future):
+    # not done while the broker is frozen, done once it answers; remaining lengths of one,
+    # two and three bytes, the retain flag, and aiomqtt's publish on the same client (its
+    # PUBACK still goes to paho) all as they should be.
+    from isopress.agent.mqtt import _DirectWriteClient
+
+    payloads = {"empty": b"", "small": b"x", "medium": bytes(range(200)), "large": bytes(range(256)) * 80}
+
+    async def scenario() -> dict[str, tuple[bytes, bool]]:
+        got: dict[str, tuple[bytes, bool]] = {}
+        async with (
+            aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as sub,
+            _DirectWriteClient(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client,
+        ):
+            await sub.subscribe("isopress/acked/#", qos=1)
+            with _Frozen(broker):
+                acked = client.publish_acked(b"isopress/acked/frozen", b"f")
+                await asyncio.sleep(0.5)
+                assert not acked.done(), "done before the broker acknowledged"
+            await asyncio.wait_for(acked, 5)
+            for name, payload in payloads.items():
+                topic = f"isopress/acked/{name}".encode()
+                await asyncio.wait_for(client.publish_acked(topic, payload, retain=name == "medium"), 5)
+            await client.publish("isopress/acked/aiomqtt", b"a", qos=1, timeout=5.0)
+            assert not client._client._out_messages, "paho still waits for a PUBACK"
+            async with asyncio.timeout(10):
+                async for message in sub.messages:
+                    assert isinstance(message.payload, bytes)
+                    got[str(message.topic).rsplit("/", 1)[1]] = (message.payload, bool(message.retain))
+                    if "aiomqtt" in got:
+                        break
+        return got
+
+    got = asyncio.run(scenario())
+    assert got == {
+        "frozen": (b"f", False),
+        **{name: (payload, False) for name, payload in payloads.items()},
+        "aiomqtt": (b"a", False),
+    }
+    # The retained one is kept by the broker (retain shows only to a later subscriber).
+
+    async def retained() -> tuple[bytes, bool]:
+        async with aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as late:
+            await late.subscribe("isopress/acked/medium", qos=1)
+            async with asyncio.timeout(5):
+                async for message in late.messages:
+                    assert isinstance(message.payload, bytes)
+                    return message.payload, bool(message.retain)
+        raise AssertionError("no retained message")
+
+    assert asyncio.run(retained()) == (payloads["medium"], True)
+
+
+def test_a_publish_unacknowledged_for_publish_timeout_ends_the_connection(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    base = make_config(broker, tmp_path)
+    config = base.model_copy(update={"broker": base.broker.model_copy(update={"publish_timeout_s": 0.5})})
+    topics = PressTopics(config.agent.press_id)
+
+    async def body(sub: Subscriber) -> None:
+        with Spool(config.spool.path) as spool:
+            async with MqttLink(config, spool) as link:
+                await asyncio.wait_for(link.connected.wait(), 5)
+                with _Frozen(broker):
+                    spool.append([sample_outgoing(topics, make_sample(i)) for i in range(3)])
+                    # Within 3 s: paho's keepalive (5 s) would take twice that to give up.
+                    await eventually(lambda: not link.connected.is_set(), 3, "the link gave up on the broker")
+                    assert spool.rows == 3
+                    await eventually(lambda: "no PUBACK" in link.stats.last_error, 5, "the reason")
+                await eventually(lambda: spool.rows == 0, 15, "spool drained after the broker thawed")
+                assert link.stats.connects >= 2
+                await eventually(lambda: len(sub.samples()) >= 3, 5, "subscriber got the samples")
+
+    sub = asyncio.run(with_subscriber(broker, topics.telemetry, body))
+    assert {s["seq"] for s in sub.samples()} == {0, 1, 2}
+
+
+def test_a_puback_of_ours_is_taken_whole_and_any_other_goes_to_paho(
+    broker: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Mosquitto acknowledges a publish that reaches a subscriber with a bare 4-byte PUBACK
+    # (read in one peek and one read, without paho's decoding) and one that reaches nobody
+    # with reason code 0x10 (5 bytes: paho reads it, the link's handler settles it). Either
+    # way the future is done, and aiomqtt's own publish still gets its PUBACK from paho.
+    from isopress.agent.mqtt import _AckedPahoClient, _DirectWriteClient
+
+    decoded: list[bytes] = []
+    handle = _AckedPahoClient._handle_pubackcomp
+
+    def counting(self: _AckedPahoClient, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        decoded.append(bytes(self._in_packet["packet"]))
+        return handle(self, cmd)
+
+    monkeypatch.setattr(_AckedPahoClient, "_handle_pubackcomp", counting)
+
+    async def scenario() -> None:
+        async with (
+            aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as sub,
+            _DirectWriteClient(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client,
+        ):
+            await sub.subscribe("isopress/whole/#", qos=1)
+            await asyncio.wait_for(client.publish_acked(b"isopress/whole/heard", b"x"), 5)
+            assert decoded == [], "a bare PUBACK of ours went through paho's decoding"
+            await asyncio.wait_for(client.publish_acked(b"isopress/nobody/hears", b"x"), 5)
+            assert [packet[2:] for packet in decoded] == [b"\x10"], decoded
+            await client.publish("isopress/whole/aiomqtt", b"a", qos=1, timeout=5.0)
+            assert not client._client._out_messages
+
+    asyncio.run(scenario())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from isopress.agent import spool as spool_module
 from isopress.agent.spool import STREAM_EVENT, STREAM_RETAINED, STREAM_TELEMETRY, Outgoing, Spool, SpoolError
 
 
@@ -53,7 +54,7 @@ def test_the_database_is_in_wal_mode(tmp_path: Path) -> None:
         assert spool.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert spool.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
         assert spool.db.execute("PRAGMA locking_mode").fetchone()[0] == "exclusive"
-        assert spool.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 700
+        assert spool.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 470
 
 
 def test_a_full_spool_drops_the_oldest_rows_and_counts_them(tmp_path: Path) -> None:
@@ -253,7 +254,7 @@ def test_the_rows_kept_in_memory_are_always_the_table_s(
     spool = Spool(path, max_rows=400).open()
     seq = 0
     stale: list[list[object]] = []
-    from_memory = 0
+    from_memory = deferred = 0
     try:
         for _ in range(400):
             op = rng.random()
@@ -282,11 +283,15 @@ def test_the_rows_kept_in_memory_are_always_the_table_s(
                 spool.close()
                 spool = Spool(path, max_rows=400).open()
             from_memory += spool._recent_whole and len(spool._recent) == spool.rows
+            deferred += spool.acknowledged_in_table > 0
             assert spool.oldest(1000) == spool.oldest_in_table(1000)
             assert spool.rows == len(spool.oldest_in_table(10_000))
+            in_table = spool.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+            assert in_table == spool.rows + spool.acknowledged_in_table
     finally:
         spool.close()
     assert from_memory > 40, from_memory  # the memory path was exercised, not only the table's
+    assert deferred > 10, deferred  # and acknowledged rows waited to be deleted
 
 
 def test_the_live_flow_reads_no_rows_from_the_table(tmp_path: Path) -> None:
@@ -303,3 +308,62 @@ def test_the_live_flow_reads_no_rows_from_the_table(tmp_path: Path) -> None:
         spool.db.set_trace_callback(None)
         assert not [s for s in statements if s.lstrip().upper().startswith("SELECT")], statements[:5]
         assert spool.rows == 0
+        # 150 rows acknowledged 3 at a time: deleted in groups of _DELETE_EVERY_ROWS or just
+        # over, not per batch.
+        group = -(-spool_module._DELETE_EVERY_ROWS // 3) * 3
+        deletes = [s for s in statements if s.lstrip().upper().startswith("DELETE")]
+        assert group > 1 and len(deletes) == 150 // group, deletes
+
+
+def test_acknowledged_rows_leave_at_once_and_the_table_in_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "_DELETE_EVERY_ROWS", 32)
+    path = tmp_path / "s.db"
+
+    def in_table(spool: Spool) -> int:
+        return int(spool.db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+    with Spool(path) as spool:
+        for period in range(10):  # 30 rows acknowledged: fewer than a group
+            spool.append([_sample(3 * period + k) for k in range(3)])
+            spool.acknowledge(spool.oldest(250))
+            assert spool.rows == 0 and spool.payload_bytes == 0 and spool.oldest(10) == []
+        assert spool.acknowledged_in_table == 30 == in_table(spool)
+        spool.append([_sample(30), _sample(31)])
+        spool.acknowledge(spool.oldest(1))  # the 31st row
+        spool.acknowledge(spool.oldest(1))  # the 32nd: the group is deleted
+        assert spool.acknowledged_in_table == 0 == in_table(spool)
+        spool.append([_sample(32), _sample(33)])
+        spool.acknowledge(spool.oldest(1))
+        assert [r.body for r in spool.oldest(10)] == [_sample(33).body]
+        assert in_table(spool) == 2
+        spool.delete_acknowledged()  # what the agent's housekeeping does once a second
+        assert in_table(spool) == 1 and spool.acknowledged_in_table == 0
+        spool.append([_sample(34)])
+        spool.acknowledge(spool.oldest(1))
+        assert in_table(spool) == 2
+    with Spool(path) as again:  # a clean close deleted them
+        assert again.rows == 1 and [r.body for r in again.oldest(10)] == [_sample(34).body]
+
+
+def test_rows_acknowledged_but_not_yet_deleted_at_a_crash_are_published_again(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    spool = Spool(path).open()
+    spool.append([_sample(i) for i in range(3)])
+    spool.acknowledge(spool.oldest(10))
+    assert spool.rows == 0
+    spool.db.close()  # a crash: the process ends without Spool.close()
+    spool._db = None
+    with Spool(path) as again:
+        assert [r.body for r in again.oldest(10)] == [_sample(i).body for i in range(3)]
+
+
+def test_a_full_spool_does_not_count_acknowledged_rows_as_dropped(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db", max_rows=10) as spool:
+        spool.append([_sample(i) for i in range(6)])
+        spool.acknowledge(spool.oldest(4))  # 4 acknowledged (still in the table), 2 wait
+        spool.append([_sample(i) for i in range(6, 16)])  # 12 waiting: the 2 oldest go
+        dropped = spool.take_dropped()
+        assert dropped.samples == 2, dropped
+        assert [r.body for r in spool.oldest(100)] == [_sample(i).body for i in range(6, 16)]

@@ -7,9 +7,9 @@ with capped jittered backoff for as long as the agent runs. While connected it
 - publishes the latest ``state`` (retained) whenever it changes,
 - drains the spool in order: telemetry rows batched (at most one batch per
   ``batch_period_ms`` unless a full batch is waiting), events and run summaries one by
-  one; rows are deleted only after ``publish`` returned, which in aiomqtt 2.5 for QoS 1
-  means the broker's PUBACK arrived (``tests/agent/test_mqtt_link.py`` proves it by
-  freezing the broker),
+  one, at QoS 1; rows are deleted only after the broker's PUBACK for them arrived
+  (``tests/agent/test_mqtt_link.py`` proves it by freezing the broker), and a PUBACK
+  that takes ``publish_timeout_s`` ends the connection,
 - hands incoming commands out through :meth:`MqttLink.commands` (``async for``).
 
 The session is persistent (clean start off, session expiry set), so commands sent while
@@ -22,18 +22,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, cast
 
 import aiomqtt
 import paho.mqtt.client as paho
 from aiomqtt.types import PahoSocket
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -51,6 +52,8 @@ log = logging.getLogger("isopress.agent.mqtt")
 STATUS_ONLINE = b"online"
 STATUS_OFFLINE = b"offline"
 _COMMAND_QUEUE = 64  # commands waiting for the handler; more are answered "busy"
+_PUBLISH_QOS1 = 0x32  # a PUBLISH packet's first byte at QoS 1 (| 1: retained)
+_PUBACK = 0x40  # a PUBACK packet's first byte
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,7 @@ class MqttLink:
         self._state_body: str | None = None
         self._state_changed = asyncio.Event()
         self._client: aiomqtt.Client | None = None
+        self._unacked: tuple[float, bytes] | None = None  # the drain's publish: since when, topic
         self._task_group: asyncio.TaskGroup | None = None
         self._runner: asyncio.Task[None] | None = None
         self._backoff = Backoff(
@@ -173,7 +177,7 @@ class MqttLink:
         return True
 
     # -- the connection loop ------------------------------------------------------------
-    def _new_client(self) -> aiomqtt.Client:
+    def _new_client(self) -> _DirectWriteClient:
         broker = self.config.broker
         connect = _properties(PacketTypes.CONNECT)
         connect.SessionExpiryInterval = broker.session_expiry_s
@@ -231,6 +235,7 @@ class MqttLink:
         return time.monotonic() - connected_at >= self.config.broker.keepalive_s
 
     async def _session(self) -> None:
+        self._unacked = None
         async with self._new_client() as client:
             self._client = client
             self.stats.connects += 1
@@ -252,6 +257,7 @@ class MqttLink:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._receive(client))
                 tasks.create_task(self._drain(client, replay_upto))
+                tasks.create_task(self._watch_pubacks())
                 tasks.create_task(self._publish_state(client))
 
     async def _receive(self, client: aiomqtt.Client) -> None:
@@ -311,10 +317,10 @@ class MqttLink:
                     timeout=self.config.broker.publish_timeout_s,
                 )
 
-    async def _drain(self, client: aiomqtt.Client, replay_upto: int) -> None:
+    async def _drain(self, client: _DirectWriteClient, replay_upto: int) -> None:
         period_s = self.config.telemetry.batch_period_ms / 1000.0
         max_batch = self.config.telemetry.max_batch
-        timeout_s = self.config.broker.publish_timeout_s
+        telemetry_topic = self.topics.telemetry.encode()
         gathered_at = -1e9
         while True:
             # At most one telemetry batch per period unless a full batch waits (replay).
@@ -336,7 +342,7 @@ class MqttLink:
                 if first.stream == STREAM_TELEMETRY:
                     bodies = [with_historical(r.body, r.historical or r.row_id <= replay_upto) for r in group]
                     payload = telemetry_batch(self.config.agent.press_id, bodies)
-                    await _publish(client, self.topics.telemetry, payload.encode(), timeout_s=timeout_s)
+                    await self._publish(client, telemetry_topic, payload.encode())
                     self.stats.telemetry_messages += 1
                     self.stats.samples_published += len(group)
                     self.stats.historical_samples += sum(
@@ -346,27 +352,43 @@ class MqttLink:
                     body = first.body  # run summaries are published as written
                     if first.stream == STREAM_EVENT:
                         body = with_historical(body, first.historical or first.row_id <= replay_upto)
-                    await _publish(
-                        client, first.topic, body.encode(), retain=first.retain, timeout_s=timeout_s
-                    )
+                    await self._publish(client, first.topic.encode(), body.encode(), retain=first.retain)
                     self.stats.other_messages += 1
-                # publish() returned: the broker acknowledged (PUBACK). Only now forget the rows.
+                # The broker acknowledged (PUBACK). Only now forget the rows.
                 self.spool.acknowledge(group)
 
+    async def _publish(
+        self, client: _DirectWriteClient, topic: bytes, payload: bytes, *, retain: bool = False
+    ) -> None:
+        """QoS 1 publish that returns once the broker's PUBACK arrived (the drain's, one at a time).
 
-async def _publish(
-    client: aiomqtt.Client, topic: str, payload: bytes, *, retain: bool = False, timeout_s: float
-) -> None:
-    """QoS 1 publish that returns once the broker's PUBACK arrived.
+        The deadline (``broker.publish_timeout_s``) is kept by :meth:`_watch_pubacks`, one
+        timer for the session rather than an ``asyncio.timeout`` (a timer handle in the
+        loop's heap, set and cancelled) per message.
+        """
+        acked = client.publish_acked(topic, payload, retain=retain)
+        self._unacked = (time.monotonic(), topic)
+        try:
+            await acked
+        finally:
+            self._unacked = None
 
-    The deadline is an ``asyncio.timeout`` here rather than aiomqtt's ``timeout=``, which in
-    Python 3.11 goes through ``asyncio.wait_for`` and creates a task per message.
-    """
-    try:
-        async with asyncio.timeout(timeout_s):
-            await client.publish(topic, payload, qos=1, retain=retain, timeout=math.inf)
-    except TimeoutError:
-        raise aiomqtt.MqttError(f"no PUBACK for {topic} within {timeout_s:g} s") from None
+    async def _watch_pubacks(self) -> None:
+        """End the session once the drain's publish waited ``publish_timeout_s`` for its PUBACK.
+
+        Wakes at the waiting publish's deadline, or a timeout after a look that found none
+        waiting (a publish started since then has its deadline later still).
+        """
+        timeout_s = self.config.broker.publish_timeout_s
+        while True:
+            unacked = self._unacked
+            now = time.monotonic()
+            if unacked is None:
+                await asyncio.sleep(timeout_s)
+            elif now - unacked[0] >= timeout_s:
+                raise aiomqtt.MqttError(f"no PUBACK for {unacked[1].decode()} within {timeout_s:g} s")
+            else:
+                await asyncio.sleep(unacked[0] + timeout_s - now)
 
 
 class _DirectWriteClient(aiomqtt.Client):
@@ -379,12 +401,70 @@ class _DirectWriteClient(aiomqtt.Client):
     in the call (what paho itself does without an external loop); only what the socket did
     not take waits for the writer callback, as before. Called from another thread (paho's
     connect runs in an executor) or inside a paho callback, aiomqtt's way is kept.
+
+    :meth:`publish_acked` is the spool drain's QoS 1 publish without paho's and aiomqtt's
+    per-message bookkeeping (on the loop's thread only).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._loop_thread = threading.get_ident()
         self._writer_registered = False
+        self._client.__class__ = _AckedPahoClient
+        self._acked: dict[int, asyncio.Future[None]] = {}
+        cast(_AckedPahoClient, self._client).acked_waiters = self._acked
+
+    def publish_acked(self, topic: bytes, payload: bytes, *, retain: bool = False) -> asyncio.Future[None]:
+        """Write a QoS 1 PUBLISH now; the future is done when the broker's PUBACK for it arrives.
+
+        What aiomqtt's ``publish(qos=1)`` does for the spool, at a fraction of the cost: the
+        packet is built here and written to the socket, or queued with paho's own writer
+        when paho has packets waiting (in order with them, a partial write finished by the
+        writable callback, the keepalive timer told either way), and its PUBACK goes
+        straight to the future (:class:`_AckedPahoClient`).
+        Skipped: paho's message object (a ``threading.Condition`` each), its
+        ``_out_messages`` entry (only to re-send on a reconnect of the same paho client,
+        which the link never does: a new connection is a new client, and the spool re-sends
+        what was not acknowledged), the PUBACK's reason code and properties objects
+        (aiomqtt ignores them too), aiomqtt's event and ``wait_for``. No properties; the
+        topic is one of the press's own (no wildcards).
+        """
+        paho_client = self._client
+        if paho_client._sock is None:  # not connected (any more)
+            raise aiomqtt.MqttCodeError(paho.MQTT_ERR_NO_CONN, "Could not publish message")
+        mid = paho_client._mid_generate()
+        # Variable header: topic, packet id, an empty property list; then the payload.
+        remaining = len(topic) + len(payload) + 5
+        packet = bytearray((_PUBLISH_QOS1 | retain,))
+        while remaining > 0x7F:  # the remaining length as a variable byte integer
+            packet.append((remaining & 0x7F) | 0x80)
+            remaining >>= 7
+        packet.append(remaining)
+        packet += len(topic).to_bytes(2, "big")
+        packet += topic
+        packet += mid.to_bytes(2, "big")
+        packet.append(0)
+        packet += payload
+        acked: asyncio.Future[None] = self._loop.create_future()
+        self._acked[mid] = acked
+        sock = paho_client._sock
+        if paho_client._out_packet or type(sock) is not socket.socket:
+            paho_client._packet_queue(paho.PUBLISH, packet, mid, 1)  # behind paho's packets
+            return acked
+        # Nothing of paho's waits to be written: straight to the socket (paho's queue and
+        # writer would take a dozen calls to get there); only what it does not take queues.
+        try:
+            sent = sock.send(packet)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # paho's writer meets the error again and ends the connection
+            paho_client._packet_queue(paho.PUBLISH, packet, mid, 1)
+            return acked
+        with paho_client._msgtime_mutex:
+            paho_client._last_msg_out = time.monotonic()  # paho's keepalive
+        if sent < len(packet):
+            paho_client._packet_queue(paho.PUBLISH, packet[sent:], mid, 1)
+        return acked
 
     def _on_socket_register_write(self, client: paho.Client, userdata: Any, sock: PahoSocket) -> None:
         # paho's _in_callback_mutex is held while it runs a callback: writing from there could
@@ -409,6 +489,49 @@ class _DirectWriteClient(aiomqtt.Client):
         if self._writer_registered:
             self._writer_registered = False
             super()._on_socket_unregister_write(client, userdata, sock)
+
+
+class _AckedPahoClient(paho.Client):
+    """paho's client, handing the PUBACK of a :meth:`_DirectWriteClient.publish_acked` to its future.
+
+    Any other PUBACK (aiomqtt's own publishes: status, state, replies) goes to paho as
+    before. As with aiomqtt's publish, a PUBACK is the acknowledgement whatever its reason
+    code. aiomqtt's paho client is switched to this class once made.
+    """
+
+    acked_waiters: dict[int, asyncio.Future[None]]
+
+    def _packet_read(self) -> MQTTErrorCode:
+        # A PUBACK of ours that is whole in the socket (success, no properties: 4 bytes, what
+        # a broker sends nearly always) is taken in one peek and one read; paho would read
+        # it in three (command byte, remaining length, the rest) and then decode it. Anything
+        # else (another packet, a part of one, a TLS socket) is paho's.
+        sock = self._sock
+        if self._in_packet["command"] == 0 and self.acked_waiters and type(sock) is socket.socket:
+            try:
+                head = sock.recv(4, socket.MSG_PEEK)
+            except OSError:
+                head = b""  # paho's read below sees the error again and handles it
+            if len(head) == 4 and head[0] == _PUBACK and head[1] == 2:
+                acked = self.acked_waiters.pop((head[2] << 8) | head[3], None)
+                if acked is not None:
+                    sock.recv(4)
+                    with self._msgtime_mutex:
+                        self._last_bytes_received = time.monotonic()  # paho's keepalive
+                    if not acked.done():
+                        acked.set_result(None)
+                    return paho.MQTT_ERR_SUCCESS
+        return super()._packet_read()
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        packet = self._in_packet["packet"]
+        if cmd == "PUBACK" and len(packet) >= 2:
+            acked = self.acked_waiters.pop((packet[0] << 8) | packet[1], None)
+            if acked is not None:
+                if not acked.done():
+                    acked.set_result(None)
+                return paho.MQTT_ERR_SUCCESS
+        return super()._handle_pubackcomp(cmd)
 
 
 def _group_rows(rows: list[SpooledRow]) -> list[list[SpooledRow]]:

@@ -14,7 +14,8 @@ instead of growing a queue. Tasks, all in one ``TaskGroup``:
 - *commands*: MQTT commands through the handler to the board, replies back (a command
   the board has not answered in ``commands.board_timeout_s`` is replied ``pending`` and
   gets a second, final reply when the board answers: see docs/mqtt.md);
-- *housekeeping*: once a second, flush run traces and report spool drops as an event.
+- *housekeeping*: once a second, flush run traces, delete the spool rows the broker
+  acknowledged (the spool deletes them in groups) and report spool drops as an event.
 """
 
 from __future__ import annotations
@@ -282,6 +283,7 @@ class Agent:
         while True:
             await asyncio.sleep(1.0)
             self.recorder.flush()
+            self.spool.delete_acknowledged()  # bounds what a crash would publish again
             dropped = self.spool.take_dropped()
             if dropped.total:
                 totals = self.spool.dropped_totals()

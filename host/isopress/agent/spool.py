@@ -4,8 +4,11 @@ Every sample, event and run summary is written here before it is published, and 
 only after the broker acknowledged it (QoS 1 PUBACK). An agent crash, a broker outage or
 a network cut therefore loses nothing that reached the host: the backlog is replayed, in
 order, when the broker is back. Delivery is at least once: a row acknowledged by the broker
-just before a crash (and not yet deleted) is published again, so subscribers dedupe by
-``(boot_count, seq)``.
+but not yet deleted at a crash is published again, so subscribers dedupe by
+``(boot_count, seq)``. Acknowledged rows leave the spool's counts and :meth:`Spool.oldest`
+at once, the table in groups (see :meth:`Spool.acknowledge`): at most
+``_DELETE_EVERY_ROWS`` rows (80 ms at 100 Hz), or a second's worth when the agent's
+housekeeping deletes them, are published again after a crash.
 
 The spool is bounded (rows and payload bytes). When full, the oldest telemetry and event
 rows are dropped first; the counts are kept (in the database, so they survive a restart)
@@ -87,11 +90,15 @@ _INSERT_N = [
 # given by the spool either way) until an open finds it drained.
 _REBUILD_MAX_ROWS = 100_000
 _RECENT_MAX_ROWS = 10_000  # waiting rows kept in memory for oldest() (100 s at 100 Hz)
-# A checkpoint (the WAL flushed to disk, with synchronous=NORMAL the only flush) every 700
-# WAL pages rather than SQLite's 1000: at 100 Hz the spool writes ~76 pages/s (an insert
-# and a delete per batch), so a power cut can roll back ~9 s of commits, as when a batch
-# wrote three pages (AUTOINCREMENT's sqlite_sequence page) against the default.
-_WAL_CHECKPOINT_PAGES = 700
+# Acknowledged rows are deleted from the table once this many are (one DELETE and commit per
+# ~3 batches at 100 Hz, where each batch's own cost a commit and a WAL page): see
+# acknowledge(). Few enough that the table stays one page (a bigger one writes two a commit).
+_DELETE_EVERY_ROWS = 8
+# A checkpoint (the WAL flushed to disk, with synchronous=NORMAL the only flush) every 470
+# WAL pages rather than SQLite's 1000: at 100 Hz the spool writes ~51 pages/s (an insert
+# per batch, a delete per _DELETE_EVERY_ROWS rows, a page each), so a power cut can roll
+# back ~9 s of commits, as when every batch was deleted on its own (~76 pages/s, 700 pages).
+_WAL_CHECKPOINT_PAGES = 470
 _LOCK_WAIT_S = 5.0  # at open, how long to wait for another process to let go of the database
 _REBUILD = f"""
 CREATE TABLE outbox_new ({_OUTBOX_COLUMNS});
@@ -179,6 +186,10 @@ class Spool:
         # until the spool is empty again.
         self._recent: collections.deque[SpooledRow] = collections.deque()
         self._recent_whole = False
+        # Acknowledged rows still in the table, ids _acked_first.._acked_last (0: none):
+        # always the table's oldest rows (see acknowledge()).
+        self._acked_first = 0
+        self._acked_last = 0
         self._changed = asyncio.Event()
         self.appended_at = -1e9  # time.monotonic() of the last append with rows
 
@@ -220,15 +231,19 @@ class Spool:
         self._last_id = int(last_id)
         self._recent.clear()
         self._recent_whole = self._rows == 0
+        self._acked_first = self._acked_last = 0
         if self._rows:
             self._changed.set()
         return self
 
     def close(self) -> None:
-        """Close the database (a clean close also checkpoints the WAL)."""
+        """Delete the acknowledged rows and close the database (a clean close also checkpoints the WAL)."""
         if self._db is not None:
-            self._db.close()
-            self._db = None
+            try:
+                self.delete_acknowledged()
+            finally:
+                self._db.close()
+                self._db = None
 
     def __enter__(self) -> Spool:
         return self.open()
@@ -267,6 +282,7 @@ class Spool:
             db.execute(_INSERT_N[len(items)], values)
             freed_rows = freed_bytes = 0
         else:
+            self.delete_acknowledged()  # before: _make_room must not count them as dropped
             with _transaction(db):
                 db.executemany(_INSERT, [_values(first_id + n, i) for n, i in enumerate(items)])
                 for key, value in (meta or {}).items():
@@ -336,22 +352,52 @@ class Spool:
     def oldest_in_table(self, limit: int) -> list[SpooledRow]:
         """:meth:`oldest` read from the table (what it returns when the rows are not in memory)."""
         rows = self.db.execute(
-            "SELECT id, stream, topic, retain, historical, body FROM outbox ORDER BY id LIMIT ?", (limit,)
+            "SELECT id, stream, topic, retain, historical, body FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+            (self._acked_last, limit),
         ).fetchall()
         return [SpooledRow(r[0], r[1], r[2], bool(r[3]), bool(r[4]), r[5]) for r in rows]
 
     def acknowledge(self, rows: Sequence[SpooledRow]) -> None:
-        """Delete rows the broker acknowledged.
+        """Forget rows the broker acknowledged.
 
         ``rows`` must be consecutive rows of one :meth:`oldest` result: they are then
         exactly the rows left between the first and the last id, and one range delete
         removes them. Rows dropped meanwhile (spool full) are simply gone already.
+
+        They leave the counts and :meth:`oldest` at once, the table later when they are the
+        oldest rows, as in the live flow (the rows in memory, nothing dropped): together
+        with the next ones, once ``_DELETE_EVERY_ROWS`` wait for it, or at
+        :meth:`delete_acknowledged` (the agent calls it once a second) or :meth:`close`.
+        One DELETE and commit per group rather than per batch; the price is that a crash
+        meanwhile publishes them again (at least once, as ever).
         """
         if not rows:
             return
         first, last = rows[0].row_id, rows[-1].row_id
+        recent = self._recent
+        n = len(rows)
+        if (
+            self._recent_whole
+            and len(recent) == self._rows >= n
+            and recent[0].row_id == first
+            and recent[n - 1].row_id == last
+            and (not self._acked_last or first == self._acked_last + 1)
+        ):
+            for _ in range(n):
+                recent.popleft()
+            self._rows -= n
+            self._bytes -= sum(len(r.body) for r in rows)
+            if not self._acked_last:
+                self._acked_first = first
+            self._acked_last = last
+            if last - self._acked_first + 1 >= _DELETE_EVERY_ROWS:
+                self.delete_acknowledged()
+            if self._rows == 0:
+                self._changed.clear()
+            return
+        self.delete_acknowledged()
         gone = self.db.execute("DELETE FROM outbox WHERE id BETWEEN ? AND ?", (first, last)).rowcount
-        if gone == len(rows):
+        if gone == n:
             self._rows -= gone
             self._bytes -= sum(len(r.body) for r in rows)
         else:  # some were dropped for space while in flight: count again
@@ -359,7 +405,6 @@ class Spool:
                 "SELECT count(*), coalesce(sum(length(body)), 0) FROM outbox"
             ).fetchone()
             self._rows, self._bytes = int(count), int(size)
-        recent = self._recent
         if self._recent_whole:
             if recent and recent[0].row_id == first:
                 while recent and recent[0].row_id <= last:
@@ -371,7 +416,21 @@ class Spool:
             self._recent_whole = True
             self._changed.clear()
 
+    def delete_acknowledged(self) -> None:
+        """Delete the acknowledged rows still in the table (see :meth:`acknowledge`)."""
+        if self._acked_last:
+            self.db.execute(
+                "DELETE FROM outbox WHERE id BETWEEN ? AND ?", (self._acked_first, self._acked_last)
+            )
+            self._acked_first = self._acked_last = 0
+
+    @property
+    def acknowledged_in_table(self) -> int:
+        """Acknowledged rows not yet deleted from the table."""
+        return self._acked_last - self._acked_first + 1 if self._acked_last else 0
+
     def _forget_recent(self) -> None:
+        self.delete_acknowledged()  # only while the rows are in memory (see acknowledge())
         self._recent.clear()
         self._recent_whole = False
 
