@@ -277,8 +277,15 @@ class BrokerOutage:
 
     @property
     def reconnect_s(self) -> float | None:
-        """The agent's reconnect time after the broker's return (None: it never came back)."""
-        return None if self.agent_connected_at is None else self.agent_connected_at - self.back_at
+        """The agent's reconnect time after the broker's return (None: it never came back).
+
+        ``back_at`` is when the soak's own probe found the port listening, so an agent that
+        connects first (its retry landed between the broker's listen and the probe) has
+        reconnected at once: 0, not the few ms negative the two clocks would say.
+        """
+        if self.agent_connected_at is None:
+            return None
+        return max(self.agent_connected_at - self.back_at, 0.0)
 
 
 @dataclass(slots=True)

@@ -171,6 +171,9 @@ def test_the_soak_report_names_every_broken_promise() -> None:
     assert "lost or executed twice" in lost_cmd.problems()[0]
     slow = _report(outages=[BrokerOutage(100.0, 101.0, 106.5)])
     assert slow.problems() == ["broker outage 1: the agent took 5.50 s to reconnect"]
+    # the agent's connect logged 5 ms before the soak's probe saw the port: reconnected at once
+    first = _report(outages=[BrokerOutage(100.0, 101.0, 100.995)])
+    assert first.reconnect_times() == [0.0] and first.problems() == []
     never = _report(outages=[BrokerOutage(100.0, 101.0, None)])
     assert never.problems() == ["broker outage 1: the agent never reconnected"]
     assert "FAIL" in never.text() and never.as_dict()["broker"]["reconnect_s"] == [None]
