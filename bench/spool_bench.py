@@ -279,7 +279,8 @@ def run() -> list[dict[str, Any]]:
             f"(median; rounds {live['cpu_all']})",
             "value": round(live["cpu_pct"], 2),
             "unit": "%",
-            "target": "<= 5",
+            # not the figure: the fake board runs inside this process (next rows)
+            "target": "report (the fake board's own CPU is in it)",
         },
         {
             "metric": "  of which the fake board alone (measured in a process of its own, median)",
