@@ -30,6 +30,7 @@ from binascii import hexlify
 from board import _HIST_BIN_US, CONFIG_PATH, SimBoard, read_config
 from isoproto.codes import RESET_POWER_ON
 
+_REALTIME_GC_EVERY_TICKS = 4  # the loop's collection cadence in real time (attach_link)
 _MICROPYTHON = sys.implementation.name == "micropython"
 _TICKS_US = getattr(time, "ticks_us", None)
 _TICKS_ADD = getattr(time, "ticks_add", None)
@@ -199,6 +200,13 @@ class RealtimeBoard(SimBoard):
             from isofw.streams import NonblockingStream
 
             stream = NonblockingStream(sys.stdin.buffer, sys.stdin.buffer)
+            # Beside the link and the plant model about 11 KB are free after a collection
+            # in 180 KB, and a tick leaves ~2 KB of boxed floats: every 10 ticks (the
+            # config's) the allocator had to collect by itself, inside step(), and the
+            # board died twice in loaded full-suite runs at the end of a run. Every 4
+            # ticks keeps the garbage under the free heap (~150 us a collection, 10 ms tick).
+            if core.gc_every_ticks > _REALTIME_GC_EVERY_TICKS:
+                core.gc_every_ticks = _REALTIME_GC_EVERY_TICKS
         else:
             stream = FdStream(0)
             core.gc_every_ticks = 1 << 30  # CPython's collector needs no help from the loop
