@@ -211,7 +211,7 @@ class Recipe:
 
 
 SOFT_START_S = DOWN_SOFT_START_MS / 1000  # a ramp down's rate changes over this time
-_DOWN_FRACTION = DOWN_RATE_PERMILLE / 1000
+DOWN_FRACTION = DOWN_RATE_PERMILLE / 1000  # of a down-rate the setpoint falls at (vent.py too)
 
 
 def ramp_s(span_mpa: float, entry_mpa_s: float, rate_mpa_s: float, soft_s: float) -> float:
@@ -316,7 +316,7 @@ class SetpointGenerator:
             else:
                 if profile is not None and rate > profile.max_ramp_down_mpa_s:
                     rate = profile.max_ramp_down_mpa_s
-                rate = rate * _DOWN_FRACTION  # a limit: see DOWN_RATE_PERMILLE
+                rate = rate * DOWN_FRACTION  # a limit: see DOWN_RATE_PERMILLE
                 distance = -span
                 # A ramp down starts softly: its rate goes linearly from the rate it enters
                 # with (a ramp down just before it; else 0) to its own over SOFT_START_S. A

@@ -6,15 +6,14 @@
 # Control). Its own module so that PressCore stays small enough to compile on a board.
 
 from isofw.commands import VENT_ABORT, VENT_FAULT, VENT_FINISH, VENT_NONE
-from isofw.recipe import SOFT_START_S
-from isoproto.codes import DOWN_RATE_PERMILLE, ST_COMPLETE, ST_READY
+from isofw.recipe import DOWN_FRACTION, SOFT_START_S
+from isoproto.codes import ST_COMPLETE, ST_READY
 
 try:
     from micropython import const
 except ImportError:  # CPython: const() is only a hint to MicroPython's compiler
     const = lambda x: x
 
-_DOWN_FRACTION = DOWN_RATE_PERMILLE / 1000
 _TAIL_MS = const(2000)  # longest wait below ambient, dump closed, before the dump opens
 
 
@@ -41,7 +40,7 @@ class ControlledVent:
         # soft start from the rate the pressure is already falling at (the final vent after
         # a ramp down goes on without shutting the vent). A fault's vent against a rising
         # pressure (a runaway pump) starts at full rate at once.
-        rate = core.recipe.vent_rate_mpa_s(core.profile) * _DOWN_FRACTION
+        rate = core.recipe.vent_rate_mpa_s(core.profile) * DOWN_FRACTION
         self.rate_mpa_s = rate
         falling = -core.monitor.rate_mpa_s
         self.soft_s = 0.0 if mode == VENT_FAULT and falling < 0.0 else SOFT_START_S

@@ -27,8 +27,9 @@ ST_ESTOP = const(9)
 # therefore runs 1 % slow, inside the +-2 % the ramp accuracy allows. Autonomous
 # depressurisations (abort, host lost, the final vent) use it too.
 DOWN_RATE_PERMILLE = const(990)
-# ...and its rate grows linearly from 0 over this time (a soft start), which makes the
-# ramp DOWN_SOFT_START_MS / 2 longer. Host and board compute durations with both.
+# ...and its rate goes linearly over this time (a soft start) from the rate it enters
+# with (a ramp down just before it, else 0) to its own: from 0, the ramp takes
+# DOWN_SOFT_START_MS / 2 longer. Host and board compute durations with both.
 DOWN_SOFT_START_MS = const(2000)
 
 
